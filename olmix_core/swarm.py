@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import LaunchError, OlmixError
+from olmix_core.fit.options import FitOptions, options_from_experiment
 from olmix_core.launch.base import Launcher
 from olmix_core.launch.swarm_setup import prepare_swarm, store_verify_spec, submit_swarm
 from olmix_core.launch.wait import poll_specs
@@ -124,35 +125,14 @@ def train_group(
     return poll_specs(launcher, specs, config.max_attempts, timeout_s, report)
 
 
-def fit_options(config: ExperimentConfig) -> dict[str, Any]:
-    """`config.fit` (and the config's token caps) as `olmix_core.fit.FitOptions` fields."""
-    leaves_of = {s.name: [leaf for leaf, _, _ in s.leaves()] for s in config.sources}
-    fixed = {src: w for src, w in config.fixed_weights().items() if leaves_of.get(src) == [src]}
-    grouped = sorted(set(config.fixed_weights()) - set(fixed))
-    if grouped:
-        logger.warning(
-            "fixed weights of sources with topics (%s) constrain the sampled swarm only: the proposal fixes weights "
-            "per leaf, so pass --fixed-weight per topic to `olmix fit` to pin them there",
-            ", ".join(grouped),
-        )
-    return {
-        "metrics": config.fit.metrics,
-        "objective": config.fit.objective,
-        "maximize": list(config.fit.maximize),
-        "regression_type": config.fit.regression_type,
-        "proposer_type": config.fit.proposer_type,
-        "min_weight_per_domain": config.fit.min_weight_per_domain,
-        "kl_reg": config.fit.kl_reg,
-        "fixed_weights": fixed,
-        "target_tokens": float(config.target_tokens),
-        "repetition_factor": config.fit.repetition_factor or config.leaf_repetition_caps(),
-        "seed": config.seed,
-    }
+def fit_options(config: ExperimentConfig) -> FitOptions:
+    """`config.fit` with the swarm's own token caps, fixed weights and seed (`olmix_core.fit.options`)."""
+    return options_from_experiment(config)
 
 
-def fit_id_for(ratios_csv: str, metrics_csv: str, options: dict[str, Any]) -> str:
+def fit_id_for(ratios_csv: str, metrics_csv: str, options: FitOptions) -> str:
     """Same tables and options, same fit id: a re-run reuses the fit folder (and its verify run)."""
-    payload = ratios_csv + "\0" + metrics_csv + "\0" + json.dumps(options, sort_keys=True, default=str)
+    payload = ratios_csv + "\0" + metrics_csv + "\0" + json.dumps(options.model_dump(mode="json"), sort_keys=True)
     return "fit-" + hashlib.sha256(payload.encode()).hexdigest()[:8]
 
 
@@ -185,11 +165,9 @@ def _read(path: str) -> str:
 def objective_values(config: ExperimentConfig, metrics: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, str, list[str]]:
     """The fit's objective (lower is better; maximised metrics enter negated) for each row of `metrics`, computed
     from actual values exactly as `run_fit` computes it from predictions. Returns (values, label, metrics used)."""
-    from olmix_core.fit import build_objective
+    from olmix_core.fit.families import observed_objective
 
-    used = config.fit.metrics or columns
-    objective = build_objective(used, np.full(1, 1.0), objective=config.fit.objective, maximize=config.fit.maximize)
-    return objective.from_predictions(metrics[objective.metrics].to_numpy(float)), objective.label, objective.metrics
+    return observed_objective(config.fit, metrics, columns)
 
 
 def verify_proposal(

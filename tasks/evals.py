@@ -54,7 +54,7 @@ def pull_swarm_results(config: ExperimentConfig, group_id: str, source: str) -> 
     """ratios.csv + metrics.csv + pull_report.json in the store's results/ (incremental; never cached: the
     outside world changes between calls)."""
     swarm = open_swarm_store(config, group_id)
-    report = pull_results(config, swarm, source=source, metrics=config.fit.metrics)
+    report = pull_results(config, swarm, source=source, metrics=config.fit.filtering.metrics)
     get_run_logger().info(
         "pulled %s: %d of %d runs in the tables (%d new), %d failed, %d running, %d missing",
         source, len(report.included), len(report.expected), len(report.new_runs), len(report.failed),

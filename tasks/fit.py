@@ -16,7 +16,7 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
 from olmix_core.config import ExperimentConfig
-from olmix_core.fit import FitOptions, propose_from_fit, run_fit
+from olmix_core.fit import propose_from_fit, run_fit
 from olmix_core.store import SwarmStore
 from olmix_core.swarm import VERIFY_FILE, VerifyResult, fit_id_for, fit_options, verify_proposal
 from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifact_key, open_swarm_store
@@ -65,7 +65,7 @@ def fit_swarm(config: ExperimentConfig, group_id: str, tables_sha256: str) -> Fi
     for name, text in tables.items():
         swarm.store.write_text(swarm.fit_key(fit_id, name), text)
     result = run_fit(swarm.url("fits", fit_id, "ratios.csv"), swarm.url("fits", fit_id, "metrics.csv"), swarm.url("fits", fit_id),
-                     FitOptions(**options, fit_only=True), priors=_priors(swarm))
+                     options.fitting_only(), priors=_priors(swarm))
     report = result.report  # JSON-safe: NaN scores are None
     cv = {m: info["cv"] for m, info in report["metrics"].items()}
     chosen = {m: info["chosen"] for m, info in report["metrics"].items()}
