@@ -127,6 +127,11 @@ def _ai2_notes(values: dict[str, Any], path: str) -> list[str]:
         if isinstance(part, dict) and name not in part:
             part[name] = default
             notes.append(f"{path}: {section}.{name} not set: Ai2's default {default!r} applies")
+    regression = values.get("regression") or {}
+    if regression.get("aggregate_task_families") and not (values.get("eval") or {}).get("tasks"):
+        regression["aggregate_task_families"] = False
+        notes.append(f"{path}: regression.aggregate_task_families is true but eval.tasks names no families: each "
+                     "metric is fitted on its own (Ai2's olmix refuses this combination)")
     proposer = values.get("proposer") or {}
     constraints = values.get("constraints") or {}
     ptype = proposer.get("type")

@@ -438,3 +438,26 @@ def options_from_experiment(config: ExperimentConfig) -> FitOptions:
     if regression.seed is None:
         regression = regression.model_copy(update={"seed": config.seed})
     return opts.model_copy(update={"constraints": constraints, "regression": regression})
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def reference_markdown() -> str:
+    """The fit options reference (docs/reference/fit-config.md's table), generated from the fields' docs."""
+    rows = ["| field | default | meaning |", "|---|---|---|"]
+    for section, info in FitOptions.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            rows.append(f"| **`{section}`** | | {_cell(info.description or '')} |")
+            for name, f in model.model_fields.items():
+                default = "—" if f.default is None else _cell(f"`{f.default!r}`")
+                rows.append(f"| `{section}.{name}` | {default} | {_cell(f.description or '')} |")
+        else:
+            rows.append(f"| `{section}` | `{info.default!r}` | {_cell(info.description or '')} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # regenerate docs/reference/fit-config.md's table
+    print(reference_markdown(), end="")

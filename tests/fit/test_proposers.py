@@ -8,9 +8,9 @@ import pytest
 
 from olmix_core.errors import InfeasibleError, OlmixError
 from olmix_core.fit.constraints import resolve_bounds
-from olmix_core.fit.options import ConstraintsOptions as Constraints
 from olmix_core.fit.fitting import fit_models
 from olmix_core.fit.objective import build_objective
+from olmix_core.fit.options import ConstraintsOptions as Constraints
 from olmix_core.fit.proposers import Problem, exact_possible, propose
 from olmix_core.fit.synthetic import make_law, make_swarm, regret
 from olmix_core.fit.tables import SwarmTable
