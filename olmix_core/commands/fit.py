@@ -147,8 +147,8 @@ def _fit_options(file: Any, given: dict[str, Any]) -> tuple[Any, set[str]]:
 @click.option(
     "--maximize", multiple=True, help="A metric where higher is better (repeatable); lower is better otherwise."
 )
-@click.option("--aggregate-task-families", is_flag=True, default=None,
-              help="One model per task family (eval.tasks of --config) on the family's mean metric.")
+@click.option("--aggregate-task-families/--no-aggregate-task-families", default=None,
+              help="One model per task family (eval.tasks of --config) on the family's mean metric, or one per task.")
 @click.option("--n-test", type=int, default=None, help="Runs held out and scored (no proposal then, as in Ai2's olmix). [0]")
 @click.option("--train-split", type=float, default=None, help="Fraction (or count > 1) of the other runs fitted on. [1]")
 @click.option("--min-weight-per-domain", type=float, default=None, help="Every proposed weight is 0 or at least this.")

@@ -2,9 +2,10 @@
 
 Sections: `swarm` (ratios, metrics: paths relative to the file's folder, else the working directory), `priors`
 (inline relative_sizes/token_counts, or a path), `eval`, `regression`, `proposer`, `constraints`, `filtering` (see
-`options.FitOptions`), plus `output_dir` and `plots`. A file with a `swarm:` section is read as Ai2's format: Ai2's
-defaults apply where it is silent (log_linear, exact, repetition_factor 4, caps off), and each field whose meaning
-differs here is named in a note. The flat keys of earlier `olmix fit --config` files (`ratios`, `regression_type`,
+`options.FitOptions`), plus `output_dir` and `plots`. A file shaped like Ai2's (a `swarm:` section and inline
+priors with relative_sizes and token_counts, both required there) is read as Ai2's format: Ai2's defaults apply where
+it is silent (log_linear, exact, repetition_factor 4, caps off), each noted, and each field whose meaning differs
+here is named in a note. The flat keys of earlier `olmix fit --config` files (`ratios`, `regression_type`,
 `metric`, `no_plots`, ...) still load, each with a deprecation note.
 """
 
@@ -77,7 +78,8 @@ def read_fit_file(path: str | Path) -> FitFile:
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
     base = p.resolve().parent
     notes: list[str] = []
-    ai2 = "swarm" in data
+    priors_in = data.get("priors")
+    ai2 = "swarm" in data and isinstance(priors_in, dict) and {"relative_sizes", "token_counts"} <= set(priors_in)
 
     swarm = data.pop("swarm", None) or {}
     if not isinstance(swarm, dict) or set(swarm) - {"ratios", "metrics"}:

@@ -133,3 +133,12 @@ def test_reference_doc_is_generated_from_the_model():
     assert table == reference_markdown(), (
         "docs/reference/fit-config.md is out of date: python -m olmix_core.fit.options > table, paste between the markers"
     )
+
+
+def test_our_own_file_with_a_swarm_section_keeps_our_defaults(tmp_path):
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text("swarm: {ratios: r.csv, metrics: m.csv}\npriors: priors.json\nproposer: {kl_reg: 0.1}\n")
+    f = read_fit_file(cfg)
+    o = FitOptions.from_dict(f.values, f.path)
+    assert (o.regression.type, o.proposer.type, o.proposer.kl_reg) == ("auto", "auto", 0.1) and not f.notes
+    assert f.priors == "priors.json"
