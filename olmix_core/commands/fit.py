@@ -10,6 +10,8 @@ import click
 
 from olmix_core.commands._common import handle_errors
 from olmix_core.errors import ArtifactMissing, ConfigError, DataError, OlmixError
+from olmix_core.fit.proposers import PROPOSER_TYPES
+from olmix_core.fit.regressors import REGRESSION_TYPES
 
 # click parameter -> fit option field (`section.name`); the flag is `--` + the parameter with '-'. One table: it
 # builds the options from the flags and turns field names in messages back into flags.
@@ -100,7 +102,7 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def to_flags(message: str, flagged: set[str], config_file: str | None) -> str:
     """Field names in a library message -> the CLI's flags (`fit.proposer.kl_reg` -> `--kl-reg`); a field that
     came from --config keeps its key in that file when no flag set it."""
-    for field in sorted(FLAGS, key=len, reverse=True):
+    for field in sorted((f for f in FLAGS if "." in f), key=len, reverse=True):
         flag = FLAGS[field]
         use = flag if field in flagged or not config_file else field
         message = re.sub(rf"(?<![\w.-])(?:fit\.)?{re.escape(field)}(?![\w])", use, message)
@@ -132,8 +134,10 @@ def _fit_options(file: Any, given: dict[str, Any]) -> tuple[Any, set[str]]:
     "--priors", help="Priors JSON/YAML: {relative_sizes, token_counts}; default prior: mean of the swarm's mixtures."
 )
 @click.option("--output-dir", "--output", "output_dir", help="Folder (or s3://, gs:// URL) for models, reports, proposal and plots.")
-@click.option("--regression-type", help="Regressor per metric; auto: K-fold CV picks per metric. [auto]")
-@click.option("--proposer-type", help="auto: exact for log-linear models, else general. [auto]")
+@click.option("--regression-type", help=f"Regressor per metric ({', '.join(REGRESSION_TYPES)}); auto: K-fold CV picks "
+              "per metric. [auto]")
+@click.option("--proposer-type", help=f"Proposer ({', '.join(PROPOSER_TYPES)}); auto: exact for log-linear models, else "
+              "general. [auto]")
 @click.option("--metric", multiple=True, help="Fit only this metric (repeatable); default: every metric column.")
 @click.option("--drop-metric", multiple=True, help="Leave this metric out (repeatable; also out of its family).")
 @click.option("--objective", help="Optimise this one metric (or task family).")

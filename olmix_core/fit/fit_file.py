@@ -50,7 +50,12 @@ def _resolve(p: Any, base: Path, what: str) -> str:
     if "://" in p or Path(p).is_absolute():
         return p
     here = base / p
-    return str(here) if here.exists() else p
+    if here.exists():
+        return str(here)
+    if not Path(p).exists():
+        raise ConfigError(f"{what}: {p} is neither in the config's folder ({base}) nor in the working directory "
+                          f"({Path.cwd()})")
+    return p
 
 
 def read_fit_file(path: str | Path) -> FitFile:

@@ -104,17 +104,21 @@ def test_cli_names_its_flags_and_the_config_file_its_keys(tmp_path, swarm_files)
 
 
 def test_earlier_flat_fit_files_still_load(tmp_path):
+    for name in ("r.csv", "m.csv"):
+        (tmp_path / name).write_text("x")
     cfg = tmp_path / "fit.yaml"
     cfg.write_text("ratios: r.csv\nmetrics: m.csv\nregression_type: linear\nmetric: [a]\nno_plots: true\nseed: 3\n")
     f = read_fit_file(cfg)
     o = FitOptions.from_dict(f.values, f.path)
-    assert (f.ratios, f.metrics) == ("r.csv", "m.csv")
+    assert (f.ratios, f.metrics) == (str(tmp_path / "r.csv"), str(tmp_path / "m.csv"))
     assert o.regression.type == "linear" and o.filtering.metrics == ["a"] and o.plots is False and o.seed == 3
     assert any("'regression_type' is deprecated: use 'regression.type'" in n for n in f.notes)
     assert any("use 'swarm.ratios'" in n for n in f.notes)
 
 
 def test_ai2_defaults_apply_where_the_file_is_silent(tmp_path):
+    for name in ("r.csv", "m.csv"):
+        (tmp_path / name).write_text("x")
     cfg = tmp_path / "fit.yaml"
     cfg.write_text("swarm: {ratios: r.csv, metrics: m.csv}\npriors: {relative_sizes: {a: 1}, token_counts: {a: 5}}\n"
                    "proposer: {temperature: 0.5}\n")
@@ -136,9 +140,22 @@ def test_reference_doc_is_generated_from_the_model():
 
 
 def test_our_own_file_with_a_swarm_section_keeps_our_defaults(tmp_path):
+    for name in ("r.csv", "m.csv", "priors.json"):
+        (tmp_path / name).write_text("x")
     cfg = tmp_path / "fit.yaml"
     cfg.write_text("swarm: {ratios: r.csv, metrics: m.csv}\npriors: priors.json\nproposer: {kl_reg: 0.1}\n")
     f = read_fit_file(cfg)
     o = FitOptions.from_dict(f.values, f.path)
     assert (o.regression.type, o.proposer.type, o.proposer.kl_reg) == ("auto", "auto", 0.1) and not f.notes
-    assert f.priors == "priors.json"
+    assert f.priors == str(tmp_path / "priors.json")
+
+
+def test_every_fit_flag_sets_one_options_field():
+    from olmix_core.commands.fit import FIELDS, fit
+
+    params = {p.name for p in fit.params} - {"config_file", "ratios", "metrics", "priors", "output_dir"}
+    assert params == set(FIELDS)
+    for field in FIELDS.values():
+        section, _, name = field.rpartition(".")
+        model = FitOptions.model_fields[section].annotation if section else FitOptions
+        assert name in model.model_fields, field

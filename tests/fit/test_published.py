@@ -11,6 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from olmix_core.cli import cli
+from olmix_core.errors import ConfigError
 from olmix_core.fit.fit_file import read_fit_file
 from olmix_core.fit.options import FitOptions
 from olmix_core.fit.tables import load_tables
@@ -80,6 +81,7 @@ def test_swarm_paths_relative_to_the_config_folder_else_the_cwd(published, tmp_p
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "fit.yaml").write_text(yaml.safe_dump(raw))
     (tmp_path / "cfg" / "ratios.csv").write_text("x")
+    (tmp_path / "metrics.csv").write_text("x")
     monkeypatch.chdir(tmp_path)
     f = read_fit_file("cfg/fit.yaml")
     assert f.ratios == str((tmp_path / "cfg" / "ratios.csv").resolve())  # next to the config
@@ -89,3 +91,6 @@ def test_swarm_paths_relative_to_the_config_folder_else_the_cwd(published, tmp_p
     assert opts.constraints.caps_on and opts.constraints.repetition_factor == 4.0
     assert opts.proposer.type == "exact" and opts.regression.aggregate_task_families
     assert set(f.priors) == {"relative_sizes", "token_counts"} and not [n for n in f.notes if "default" in n]
+    (tmp_path / "metrics.csv").unlink()
+    with pytest.raises(ConfigError, match=r"swarm\.metrics: metrics\.csv is neither in the config's folder"):
+        read_fit_file("cfg/fit.yaml")
