@@ -444,20 +444,26 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def reference_markdown() -> str:
-    """The fit options reference (docs/reference/fit-config.md's table), generated from the fields' docs."""
-    rows = ["| field | default | meaning |", "|---|---|---|"]
+def reference_markdown(flags: dict[str, str] | None = None) -> str:
+    """The fit options reference (docs/reference/fit-config.md's table), generated from the fields' docs;
+    `flags`: field -> the `olmix fit` flag that sets it."""
+    flags = flags or {}
+    rows = ["| field | `olmix fit` flag | default | meaning |", "|---|---|---|---|"]
     for section, info in FitOptions.model_fields.items():
         model = info.annotation
         if isinstance(model, type) and issubclass(model, BaseModel):
-            rows.append(f"| **`{section}`** | | {_cell(info.description or '')} |")
+            rows.append(f"| **`{section}`** | | | {_cell(info.description or '')} |")
             for name, f in model.model_fields.items():
                 default = "—" if f.default is None else _cell(f"`{f.default!r}`")
-                rows.append(f"| `{section}.{name}` | {default} | {_cell(f.description or '')} |")
+                flag = f"`{flags[f'{section}.{name}']}`" if f"{section}.{name}" in flags else ""
+                rows.append(f"| `{section}.{name}` | {flag} | {default} | {_cell(f.description or '')} |")
         else:
-            rows.append(f"| `{section}` | `{info.default!r}` | {_cell(info.description or '')} |")
+            flag = f"`{flags[section]}`" if section in flags else ""
+            rows.append(f"| `{section}` | {flag} | `{info.default!r}` | {_cell(info.description or '')} |")
     return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":  # regenerate docs/reference/fit-config.md's table
-    print(reference_markdown(), end="")
+    from olmix_core.commands.fit import FLAGS
+
+    print(reference_markdown(FLAGS), end="")

@@ -134,7 +134,9 @@ def test_reference_doc_is_generated_from_the_model():
     text = REFERENCE.read_text()
     start, end = "<!-- generated: fit options -->\n", "<!-- end generated -->"
     table = text[text.index(start) + len(start): text.index(end)]
-    assert table == reference_markdown(), (
+    from olmix_core.commands.fit import FLAGS
+
+    assert table == reference_markdown(FLAGS), (
         "docs/reference/fit-config.md is out of date: python -m olmix_core.fit.options > table, paste between the markers"
     )
 
