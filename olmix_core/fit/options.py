@@ -86,6 +86,8 @@ class RegressionOptions(_Section):
     def _type(cls, v: str) -> str:
         from olmix_core.fit.regressors import REGRESSION_TYPES
 
+        if v == "autoscale":
+            raise ValueError(f"Ai2's autoscale regressor has no equivalent here; choose from {list(REGRESSION_TYPES)}")
         if v not in REGRESSION_TYPES:
             raise ValueError(f"unknown regression type {v!r}; choose from {list(REGRESSION_TYPES)}")
         return v

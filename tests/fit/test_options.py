@@ -161,3 +161,10 @@ def test_every_fit_flag_sets_one_options_field():
         section, _, name = field.rpartition(".")
         model = FitOptions.model_fields[section].annotation if section else FitOptions
         assert name in model.model_fields, field
+
+
+def test_inloop_eval_families_name_metric_columns():
+    o = FitOptions(eval={"type": "inloop", "tasks": {"qa": {"arc_easy": "eval/arc_easy/bpb"}, "lm": {"c4": "eval/c4"}}})
+    assert o.eval.families == {"qa": ["eval/arc_easy/bpb"], "lm": ["eval/c4"]}
+    with pytest.raises(ConfigError, match="regression.type: Ai2's autoscale regressor has no equivalent"):
+        FitOptions.from_dict({"regression": {"type": "autoscale"}})
