@@ -91,7 +91,7 @@ def read_fit_file(path: str | Path) -> FitFile:
         raise ConfigError(f"{path}: swarm: expected a mapping with ratios and metrics (got {swarm!r})")
     paths = {k: swarm.get(k) for k in PATH_KEYS}
     for k in PATH_KEYS:  # flat ratios/metrics of earlier files
-        if k in data and not isinstance(data[k], dict):
+        if k in data and isinstance(data[k], str):
             if paths[k] is not None:
                 raise ConfigError(f"{path}: {k} and swarm.{k} both given; keep swarm.{k}")
             paths[k] = data.pop(k)

@@ -114,6 +114,8 @@ def test_earlier_flat_fit_files_still_load(tmp_path):
     assert o.regression.type == "linear" and o.filtering.metrics == ["a"] and o.plots is False and o.seed == 3
     assert any("'regression_type' is deprecated: use 'regression.type'" in n for n in f.notes)
     assert any("use 'swarm.ratios'" in n for n in f.notes)
+    cfg.write_text("swarm: {ratios: r.csv, metrics: m.csv}\nmetrics: [a, b]\n")  # a list is the flat metric selection
+    assert FitOptions.from_dict(read_fit_file(cfg).values).filtering.metrics == ["a", "b"]
 
 
 def test_ai2_defaults_apply_where_the_file_is_silent(tmp_path):
