@@ -95,4 +95,5 @@ def run_cookbook(
 
 def check_cookbook_dashboard(dashboard: str, default: str) -> None:
     if dashboard != default:
-        raise ConfigError(f"--dashboard: the eval script writes to dashboard {default!r}; other names need --backend local or beaker")
+        raise ConfigError(f"dashboard: the eval script writes to dashboard {default!r}; other names need backend local or beaker",
+                          fields=("dashboard", "backend"))

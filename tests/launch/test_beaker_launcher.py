@@ -83,7 +83,7 @@ def test_submit_sends_the_specs_and_records_statuses(fake, s3_endpoint):
         assert st.url == f"{fake.agent_address}/ex/{exp.id}"
         assert out[s.run_name].job_id == exp.id
     meta = swarm.metadata()
-    assert meta["beaker_group_id"] == group_id and meta["beaker_group_url"].endswith(f"/gr/{group_id}")
+    assert meta.beaker_group_id == group_id and meta.beaker_group_url.endswith(f"/gr/{group_id}")
 
 
 def test_submitting_again_creates_nothing_even_from_a_new_process(fake, s3_endpoint):
