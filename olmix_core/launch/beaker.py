@@ -324,12 +324,6 @@ class BeakerLauncher(Launcher):
     def spec_url(self, run: str) -> str:
         return self.swarm.store.url(self.swarm.run_key(run, "spec.json"))
 
-    def experiment_specs(self, specs: list[RunSpec]) -> dict[str, dict[str, Any]]:
-        """The Beaker spec (JSON) each run would be submitted with, for `--dry-run`; contacts no server when
-        `beaker.user` or `beaker.secrets` is set."""
-        secrets = self.secrets()
-        return {s.run_name: experiment_spec(self.config, s, self.spec_url(s.run_name), secrets).to_json() for s in specs}
-
     def _guard(self, what: str, fn: Callable[[], T]) -> T:
         """Beaker and transport errors as LaunchError (OlmixError: the CLI prints one line, exit 1)."""
         try:
