@@ -44,11 +44,3 @@ def label_flow_run(name: str, tags: list[str]) -> None:
             client.update_flow_run(run_id, name=name, tags=sorted(set(current.tags) | set(tags)))
     except Exception as e:  # a cosmetic failure must not fail the swarm
         get_run_logger().warning("could not rename the flow run to %s: %s", name, e)
-
-
-def results_source(eval_mode: str, launcher: str) -> str:
-    """Where a swarm's metrics come from: offline evals → the eval dashboard; in-loop metrics → the store's run
-    records for local (and simulated) runs, WandB for Beaker runs."""
-    if eval_mode == "offline":
-        return "dashboard"
-    return "wandb" if launcher == "beaker" else "local"

@@ -10,17 +10,12 @@ from prefect import get_run_logger
 
 from olmix_core import stages
 from olmix_core.config import ExperimentConfig
-from olmix_core.errors import OlmixError
 from olmix_core.metadata import update_metadata
 from olmix_core.runspec import now_iso
 from tasks._common import in_store, open_swarm_store
 from tasks.evals import pull_swarm_results
 from tasks.fit import fit_swarm, propose_mixture, verify
 from tasks.summary import swarm_summary
-
-
-class NoResults(OlmixError):
-    """No run of the swarm has results to fit on yet."""
 
 
 def fit_propose_verify(
@@ -43,7 +38,7 @@ def fit_propose_verify(
     swarm = open_swarm_store(config, group_id)
     pulled = pull_swarm_results(config, group_id, source)
     report = pulled.report
-    still_open = bool(report.running or report.missing)
+    still_open = pulled.still_open
     outcome: dict[str, Any] = {"name": config.name, "group_id": group_id, "store": swarm.url(), "runs": len(report.expected),
                                "results": len(report.included), "new_results": report.new_runs, **(known or {})}
     last = stages.up_to_date(swarm, pulled) if only_if_new and not force else None
@@ -51,9 +46,7 @@ def fit_propose_verify(
         log.info("no new results since fit %s (%d runs); nothing to do", last.fit_id, len(report.included))
         update_metadata(swarm, orchestration={"open": still_open, "last_check": now_iso()})
         return {**outcome, "status": "up to date", "fit_id": last.fit_id}
-    if not report.included:
-        raise NoResults(f"group {group_id}: no run has {source} results yet ({len(report.running)} running, "
-                        f"{len(report.missing)} missing, {len(report.failed)} failed)")
+    pulled.require_results()
     fit = in_store(fit_swarm, config).with_options(refresh_cache=force)(config, group_id, pulled.tables_sha256)
     proposal = in_store(propose_mixture, config).with_options(refresh_cache=force)(config, group_id, fit.fit_id)
     verification = None

@@ -13,10 +13,11 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 
 from flows._common import label_flow_run, resolve_config
-from flows._fit import NoResults, fit_propose_verify
+from flows._fit import fit_propose_verify
 from olmix_core.config import DEFAULT_STORAGE_ROOT, ExperimentConfig
 from olmix_core.errors import ConfigError
 from olmix_core.names import check_group_id
+from olmix_core.stages.results import NoResults
 from olmix_core.stages.watch import open_swarms
 from olmix_core.store import SwarmStore, find_swarm
 

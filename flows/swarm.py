@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from flows._common import label_flow_run, resolve_config, resolve_group_id, results_source
+from flows._common import label_flow_run, resolve_config, resolve_group_id
 from flows._fit import fit_propose_verify
 from olmix_core.metadata import update_metadata
 from olmix_core.sampling import read_mixtures_file
+from olmix_core.stages.results import results_source
 from olmix_core.swarm import ensure_data
 from tasks._common import in_store, open_swarm_store
 from tasks.evals import emit_eval_script

@@ -109,6 +109,7 @@ def run_swarm(
         if not any(s.state == RunState.succeeded for s in statuses.values()):
             raise stages.NoRunSucceeded(f"no run of group {swarm.group_id} succeeded", group_id=swarm.group_id)
         pulled = stages.pull(config, swarm, "local", output_dir)
+        pulled.require_results()
         report = pulled.report
         _say(progress, f"pulled {len(report.included)} runs x {len(report.metrics)} metrics")
         lap("pull")

@@ -21,7 +21,7 @@ from olmix_core.stages.fits import (
     record_fit,
     up_to_date,
 )
-from olmix_core.stages.results import Pulled, pull, tables_digest
+from olmix_core.stages.results import NoResults, Pulled, pull, results_source, tables_digest
 from olmix_core.stages.runs import (
     NoRunSucceeded,
     PollProgress,
@@ -50,6 +50,7 @@ from olmix_core.stages.verification import VERIFY_FILE, VerifyResult, verify
 __all__ = [
     "VERIFY_FILE",
     "FitSummary",
+    "NoResults",
     "NoRunSucceeded",
     "PollProgress",
     "PollSummary",
@@ -69,6 +70,7 @@ __all__ = [
     "propose",
     "pull",
     "read_specs",
+    "results_source",
     "record_fit",
     "store_mixtures",
     "store_priors",

@@ -113,6 +113,18 @@ def test_poll_raises_when_no_run_succeeded(tmp_path):
     with pytest.raises(stages.NoRunSucceeded, match="group 00000d04: no run succeeded") as e:
         stages.poll(config, prepared.swarm, launcher, prepared.run_names, poll_s=0.02, timeout_s=30)
     assert e.value.group_id == "00000d04"
+    pulled = stages.pull(config, prepared.swarm, "local")
+    assert pulled.report.failed == sorted(prepared.run_names) and not pulled.still_open
+    with pytest.raises(stages.NoResults, match="group 00000d04: no run has local results yet .* 2 failed"):
+        pulled.require_results()
+
+
+@pytest.mark.parametrize("eval_mode, launcher, source", [
+    ("offline", "beaker", "dashboard"), ("offline", "local", "dashboard"), ("inloop", "beaker", "wandb"),
+    ("inloop", "local", "local"), ("inloop", "inprocess", "local"),
+])
+def test_results_source_follows_eval_mode_and_launcher(eval_mode, launcher, source):
+    assert stages.results_source(eval_mode, launcher) == source
 
 
 def test_make_launcher_names_the_parameter_at_fault(tmp_path):
