@@ -106,15 +106,15 @@ def cancel(group_id: str, config_path: str | None, storage_root: str | None) -> 
 def validate(config_path: str) -> None:
     """Check a config end to end (fields, data files, token caps, feasibility of sampling) and print what it resolves
     to; exit 1 with the errors otherwise."""
+    from olmix_core import stages
     from olmix_core.config import ExperimentConfig
-    from olmix_core.priors import compute_priors
-    from olmix_core.sampling import build_problem, generate_mixtures
+    from olmix_core.sampling import build_problem
 
     config = ExperimentConfig.from_yaml(config_path)
-    priors = compute_priors(config)
+    # the prepare stage in memory: raises when the data, caps or constraints admit too few mixtures
+    priors = stages.prepare(config, dry_run=True).priors
     check_eval_sources(config)
     problem = build_problem(config, priors["token_counts"])
-    generate_mixtures(config, priors["token_counts"])  # raises when the constraints admit too few mixtures
     click.echo(format_resolved(config, priors, dict(zip(problem.leaves, problem.caps.tolist()))))
     click.echo(f"ok: {config_path} is valid ({config.variants} variants can be sampled)")
 
