@@ -241,17 +241,18 @@ def fit(ctx: click.Context, config_file: str | None, ratios: str | None, metrics
         click.echo(f"held out {hold['test_runs']} runs (fitted on {hold['train_runs']}): mean Spearman "
                    f"{hold['mean_spearman'] if hold['mean_spearman'] is None else round(hold['mean_spearman'], 4)}")
     if result.proposal is not None:
-        perf = result.predicted or {}
+        perf = result.predicted
+        assert perf is not None
         what = "worst mixture" if options.proposer.make_worst_mix else "proposal"
         click.echo(f"{what} ({result.proposal.proposer}), predicted objective {result.predicted_objective:.6g}"
-                   f" (at the prior {perf['objective']['at_prior']:.6g}):")
+                   f" (at the prior {perf.objective.at_prior:.6g}):")
         for d, w in result.proposal.weights.items():
             if w > 0:
                 click.echo(f"  {d}: {w:.4f}")
-        caps = perf.get("token_caps") or {}
+        caps = perf.token_caps or {}
         if caps:
-            broken = [d for d, c in caps.items() if not c["holds"]]
-            bound = [d for d, c in caps.items() if c["weight"] >= c["cap"] * (1 - 1e-6)]
+            broken = [d for d, c in caps.items() if not c.holds]
+            bound = [d for d, c in caps.items() if c.weight >= c.cap * (1 - 1e-6)]
             click.echo(f"token caps: {len(caps)} domain(s) capped below 1, {len(bound)} at their cap; "
                        + (f"BROKEN for {broken}" if broken else "all hold"))
     click.echo(f"wrote {', '.join(result.files.values())} to {result.output_dir}")

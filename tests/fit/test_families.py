@@ -46,9 +46,9 @@ def test_family_weights_apply_to_families_or_are_shared_by_their_tasks(swarm_fil
     weights = {"filtering": {"obj_weights": {"web": "3/4", "code": "1/4"}}, "proposer": {"type": "general"}}
     agg = run_fit(r, m, tmp_path / "a", _opts(regression={"aggregate_task_families": True}, **weights), priors=str(pri))
     shared = run_fit(r, m, tmp_path / "s", _opts(**weights), priors=str(pri))
-    assert agg.predicted["objective"]["definition"] == "0.75·web + 0.25·code"
-    assert shared.predicted["objective"]["definition"] == "0.375·loss/web + 0.375·acc:qa + 0.25·loss/code"
-    assert agg.predicted["objective"]["at_prior"] == pytest.approx(shared.predicted["objective"]["at_prior"], rel=1e-9)
+    assert agg.predicted.objective.definition == "0.75·web + 0.25·code"
+    assert shared.predicted.objective.definition == "0.375·loss/web + 0.375·acc:qa + 0.25·loss/code"
+    assert agg.predicted.objective.at_prior == pytest.approx(shared.predicted.objective.at_prior, rel=1e-9)
     assert agg.predicted_objective == pytest.approx(shared.predicted_objective, rel=1e-4)
 
 
@@ -57,10 +57,10 @@ def test_worst_mix_is_worse_than_the_prior_and_the_best(swarm_files, tmp_path):
     best = run_fit(r, m, tmp_path / "b", _opts(proposer={"type": "general"}, eval={"tasks": {}}), priors=str(pri))
     worst = run_fit(r, m, tmp_path / "w", _opts(proposer={"type": "general", "make_worst_mix": True},
                                                 eval={"tasks": {}}), priors=str(pri))
-    wp, bp = worst.predicted["objective"], best.predicted["objective"]
-    assert wp["direction"].startswith("maximize") and wp["definition"].startswith("worst mixture")
-    assert wp["predicted"] > wp["at_prior"] > bp["predicted"]
-    assert wp["at_prior"] == pytest.approx(bp["at_prior"])
+    wp, bp = worst.predicted.objective, best.predicted.objective
+    assert wp.direction.startswith("maximize") and wp.definition.startswith("worst mixture")
+    assert wp.predicted > wp.at_prior > bp.predicted
+    assert wp.at_prior == pytest.approx(bp.at_prior)
 
 
 def test_held_out_split_matches_ai2_and_is_reported(swarm_files, tmp_path):
