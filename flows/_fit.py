@@ -40,6 +40,7 @@ def fit_propose_verify(
     kept in the summary. Returns `status` "fitted" (with the proposal) or "up to date"."""
     log = get_run_logger()
     swarm = open_swarm_store(config, group_id)
+    swarm_summary(config, group_id, f"pulling {source} results")
     pulled = pull_swarm_results(config, group_id, source)
     report = pulled.report
     last = swarm.metadata().get(ORCHESTRATION, {}).get("last_fit") or {}
@@ -49,17 +50,21 @@ def fit_propose_verify(
     if only_if_new and not force and last.get("tables_sha256") == pulled.tables_sha256:
         log.info("no new results since fit %s (%d runs); nothing to do", last.get("fit_id"), len(report.included))
         record(swarm, open=still_open, last_check=now_iso())
+        swarm_summary(config, group_id, f"up to date: no new results since fit {last.get('fit_id')}")
         return {**outcome, "status": "up to date", "fit_id": last.get("fit_id")}
     if not report.included:
         raise NoResults(f"group {group_id}: no run has {source} results yet ({len(report.running)} running, "
                         f"{len(report.missing)} missing, {len(report.failed)} failed)")
+    swarm_summary(config, group_id, f"fitting on {len(report.included)} runs")
     fit = in_store(fit_swarm, config).with_options(refresh_cache=force)(config, group_id, pulled.tables_sha256)
+    swarm_summary(config, group_id, "proposing", fit=fit)
     proposal = in_store(propose_mixture, config).with_options(refresh_cache=force)(config, group_id, fit.fit_id)
     verification = None
     if verify_proposal:
+        swarm_summary(config, group_id, "verifying the proposal", fit=fit, proposal=proposal)
         verification = in_store(verify, config).with_options(refresh_cache=force)(config, group_id, proposal, launcher, launcher_options, timeout_s)
-    swarm_summary(config, group_id, {"eval_script": swarm.metadata().get("eval_script", {}).get("url"), **outcome},
-                  fit=fit, proposal=proposal, verification=verification)
+    swarm_summary(config, group_id, "done" if not still_open else "fitted (some runs still open)", fit=fit, proposal=proposal,
+                  verification=verification)
     record(swarm, open=still_open, last_check=now_iso(), last_fit={
         "fit_id": fit.fit_id, "tables_sha256": pulled.tables_sha256, "runs": fit.runs, "time": now_iso(),
         "predicted_objective": proposal.predicted_objective,

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from flows._common import ORCHESTRATION, record
+from flows._common import ORCHESTRATION, failed, record, watch_run_name
 from olmix_core.config import DEFAULT_STORAGE_ROOT, ExperimentConfig
 from olmix_core.evals import dashboard_name, results_prefix
 from olmix_core.results.records import fingerprint
@@ -60,16 +60,22 @@ def open_swarms(storage_root: str) -> list[tuple[SwarmStore, dict[str, Any]]]:
     return out
 
 
+def eval_location(config: ExperimentConfig, swarm: SwarmStore, source: str) -> str | None:
+    """The URL the watcher lists for a swarm's results (None for sources it does not watch: WandB)."""
+    if source == "dashboard":
+        return f"{results_prefix(config)}/{dashboard_name(swarm.group_id)}"
+    if source == "local":
+        return swarm.url("runs")
+    return None
+
+
 def eval_results(config: ExperimentConfig, swarm: SwarmStore, source: str, skip: set[str]) -> dict[str, str]:
     """{result file: change marker} at the swarm's eval location (one listing); {} for sources not watched."""
-    if source == "dashboard":
-        fs, base = open_fs(f"{results_prefix(config)}/{dashboard_name(swarm.group_id)}")
-        wanted = DASHBOARD_FILE
-    elif source == "local":
-        fs, base = swarm.store.fs, swarm.store.path(swarm.key("runs"))
-        wanted = "result.json"
-    else:
+    location = eval_location(config, swarm, source)
+    if location is None:
         return {}
+    fs, base = open_fs(location)
+    wanted = DASHBOARD_FILE if source == "dashboard" else "result.json"
     fs.invalidate_cache(base)
     try:
         found = fs.find(base, detail=True)
@@ -89,16 +95,22 @@ def check_eval_locations(storage_root: str, group_ids: list[str] | None = None) 
     last check. Returns the events' payloads."""
     log = get_run_logger()
     landed = []
-    for swarm, meta in open_swarms(storage_root):
-        if group_ids and swarm.group_id not in group_ids:
-            continue
+    swarms = [(s, m) for s, m in open_swarms(storage_root) if not group_ids or s.group_id in group_ids]
+    log.info("checking %d open swarms under %s%s", len(swarms), storage_root, f" (only {', '.join(group_ids)})" if group_ids else "")
+    for swarm, meta in swarms:
         orch = meta.get(ORCHESTRATION, {})
         source = orch.get("results_source", "local")
         config = ExperimentConfig.from_yaml(swarm.url(SwarmStore.CONFIG))
+        location = eval_location(config, swarm, source)
+        if location is None:
+            log.info("%s/%s: %s results are not watched here (the cron re-fit covers them)", swarm.name, swarm.group_id, source)
+            continue
         files = eval_results(config, swarm, source, skip=set(meta.get("verify_runs", [])))
         marker = hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
         seen = (orch.get("watch") or {}).get("fingerprint")
         if not files or marker == seen:
+            log.info("%s/%s: %d %s results at %s, %s", swarm.name, swarm.group_id, len(files), source, location,
+                     "none yet" if not files else "unchanged since the last check")
             continue
         payload = {"group_id": swarm.group_id, "name": swarm.name, "config": swarm.url(SwarmStore.CONFIG),
                    "storage_root": swarm.store.root_url, "source": source, "results": len(files)}
@@ -109,12 +121,14 @@ def check_eval_locations(storage_root: str, group_ids: list[str] | None = None) 
             payload=payload,
         )
         record(swarm, watch={"fingerprint": marker, "results": len(files), "time": now_iso()})
-        log.info("%s: %d %s results at %s -> %s", swarm.group_id, len(files), source, swarm.url(), EVENT)
+        log.info("%s/%s: %d %s results at %s, new since the last check -> %s", swarm.name, swarm.group_id, len(files), source,
+                 location, EVENT)
         landed.append(payload)
     return landed
 
 
-@flow(name="olmix-watch-evals", description="Emit olmix.evals.landed when new eval results appear for an open swarm.")
+@flow(name="olmix-watch-evals", description="Emit olmix.evals.landed when new eval results appear for an open swarm.",
+      flow_run_name=watch_run_name)
 def watch_evals(storage_root: str = DEFAULT_STORAGE_ROOT, group_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """Check the open swarms under `storage_root` (or only `group_ids`) once.
 
@@ -122,4 +136,7 @@ def watch_evals(storage_root: str = DEFAULT_STORAGE_ROOT, group_ids: list[str] |
         storage_root: the olmix store to scan (local folder, s3://, gs://).
         group_ids: only these swarms.
     """
-    return check_eval_locations(storage_root, group_ids)
+    try:
+        return check_eval_locations(storage_root, group_ids)
+    except Exception as e:
+        return failed(f"watching the eval locations under {storage_root}", e)

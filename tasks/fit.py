@@ -8,6 +8,7 @@ verification use exactly what the models were fitted on.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ from pydantic import BaseModel
 
 from olmix_core.config import ExperimentConfig
 from olmix_core.fit import FitOptions, propose_from_fit, run_fit
+from olmix_core.runspec import RunStatus
 from olmix_core.store import SwarmStore
 from olmix_core.swarm import VERIFY_FILE, VerifyResult, fit_id_for, fit_options, verify_proposal
 from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifact_key, open_swarm_store
-from tasks.launch import make_launcher
+from tasks.launch import LIVE_EVERY_S, make_launcher
+from tasks.summary import swarm_summary
 
 TABLES = ("ratios.csv", "metrics.csv")
 
@@ -120,8 +123,20 @@ def verify(config: ExperimentConfig, group_id: str, proposal: ProposalSummary, l
     the predicted one and the swarm's runs (olmix_core.swarm.verify_proposal); writes fits/{fit id}/verify.json."""
     swarm = open_swarm_store(config, group_id)
     predicted = swarm.store.read_json(swarm.fit_key(proposal.fit_id, "predicted_performance.json"))
+    backend = make_launcher(launcher, config, group_id, launcher_options)
+    polled = backend.status
+    shown = {"at": -LIVE_EVERY_S}
+
+    def status_shown() -> dict[str, RunStatus]:  # the verify run's progress in the live artifacts, as it is polled
+        statuses = polled()
+        if time.monotonic() - shown["at"] >= LIVE_EVERY_S:
+            swarm_summary(config, group_id, "verifying the proposal", statuses, proposal=proposal)
+            shown["at"] = time.monotonic()
+        return statuses
+
+    backend.status = status_shown  # type: ignore[method-assign]
     result = verify_proposal(
-        config, swarm, make_launcher(launcher, config, group_id, launcher_options), proposal.weights, predicted,
+        config, swarm, backend, proposal.weights, predicted,
         swarm.url("fits", proposal.fit_id, "metrics.csv"), proposal.fit_id, timeout_s, progress=get_run_logger().info,
     )
     swarm.store.write_text(swarm.fit_key(proposal.fit_id, VERIFY_FILE), result.model_dump_json(indent=2) + "\n")

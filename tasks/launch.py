@@ -1,9 +1,9 @@
 """Submission and completion polling: one task submits the group, one task polls the whole group.
 
-Polling makes one batched `launcher.status()` call per round (never a call or a task per run), keeps a progress
-artifact up to date (and the run status table, at most once a minute), resubmits preempted or failed runs until
-they reach `config.max_attempts`, and gives up with a `PollTimeout` (a clear failed state, no retry) when the group
-is not finished in time.
+Polling makes one batched `launcher.status()` call per round (never a call or a task per run), keeps the swarm's
+live artifacts (summary, runs table with each run's step and loss, progress) up to date in place, resubmits
+preempted or failed runs until they reach `config.max_attempts`, and gives up with a `PollTimeout` (a clear failed
+state, no retry) when the group is not finished in time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections import Counter
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from pydantic import BaseModel
 
 from olmix_core.config import ExperimentConfig
@@ -22,10 +21,11 @@ from olmix_core.launch import swarm_setup
 from olmix_core.launch.base import BACKENDS, Launcher, get_launcher
 from olmix_core.launch.wait import poll_group
 from olmix_core.runspec import RunSpec, RunStatus
-from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifact_key, open_swarm_store
+from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, open_swarm_store
+from tasks.summary import swarm_summary
 
 LAUNCHERS = (*BACKENDS, "inprocess")
-TABLE_EVERY_S = 60.0  # a new version of the run status table while polling, when states changed, at most this often
+LIVE_EVERY_S = 3.0  # the live artifacts are updated at most this often while polling
 
 
 class NoRunSucceeded(OlmixError):
@@ -70,16 +70,6 @@ def read_specs(config: ExperimentConfig, group_id: str, runs: list[str]) -> list
     return [RunSpec.model_validate(stored[r]) for r in runs]
 
 
-def _status_rows(statuses: dict[str, RunStatus]) -> list[dict[str, Any]]:
-    return [
-        {
-            "run": name, "state": st.state.value, "attempts": st.attempts, "job": st.job_id or "",
-            "beaker": st.url or "", "wandb": st.wandb_url or "", "reason": (st.reason or "")[:200],
-        }
-        for name, st in sorted(statuses.items())
-    ]
-
-
 @task(name="submit-runs", task_run_name="submit {launcher} {config.name}/{group_id}", cache_policy=SWARM_CACHE,
       result_serializer=RESULT_SERIALIZER, **OUTSIDE_WORLD)
 def submit_runs(config: ExperimentConfig, group_id: str, runs: list[str], launcher: str,
@@ -88,8 +78,7 @@ def submit_runs(config: ExperimentConfig, group_id: str, runs: list[str], launch
     finished are left alone), and cached, so a re-run of the flow does not even ask the launcher again."""
     backend = make_launcher(launcher, config, group_id, launcher_options)
     statuses = swarm_setup.submit_swarm(config, open_swarm_store(config, group_id), read_specs(config, group_id, runs), backend)
-    create_table_artifact(_status_rows(statuses), key=artifact_key(group_id, "runs"),
-                          description=f"**{config.name}** `{group_id}`: run statuses after submission ({launcher})")
+    swarm_summary(config, group_id, "submitted", statuses)
     get_run_logger().info("submitted %d runs of %s/%s with the %s launcher", len(runs), config.name, group_id, launcher)
     return {name: st.state.value for name, st in statuses.items()}
 
@@ -100,37 +89,29 @@ def poll_runs(config: ExperimentConfig, group_id: str, runs: list[str], launcher
               launcher_options: dict[str, Any] | None = None, poll_interval: float = 10.0,
               timeout_s: float | None = None) -> PollSummary:
     """Wait for `runs` to finish (`olmix_core.launch.wait.poll_group`: one `status()` per round, resubmitting
-    preempted/failed runs below `config.max_attempts`); a progress artifact shows the share finished, the run status
-    table is refreshed at most once a minute. PollTimeout after `timeout_s`."""
+    preempted/failed runs below `config.max_attempts`), updating the live artifacts as runs report their steps.
+    PollTimeout after `timeout_s`."""
     log = get_run_logger()
     backend = make_launcher(launcher, config, group_id, launcher_options)
-    progress_id = create_progress_artifact(0.0, key=artifact_key(group_id, "progress"),
-                                           description=f"{config.name} `{group_id}`: share of {len(runs)} runs finished")
-    seen: dict[str, Any] = {"progress": -1.0, "states": {}, "table_at": time.monotonic(), "attempts": {}}
+    seen: dict[str, Any] = {"states": {}, "shown_at": -LIVE_EVERY_S, "attempts": {}}
 
     def on_round(statuses: dict[str, RunStatus], unfinished: list[str]) -> None:
         for name, st in statuses.items():
             if st.attempts > seen["attempts"].get(name, st.attempts):
                 log.warning("resubmitted %s (attempt %d of %d): %s", name, st.attempts, config.max_attempts, st.reason)
             seen["attempts"][name] = st.attempts
-        progress = round(100.0 * (len(runs) - len(unfinished)) / max(1, len(runs)), 1)
-        if progress != seen["progress"]:
-            update_progress_artifact(progress_id, progress)
-            seen["progress"] = progress
         states = {n: s.state.value for n, s in statuses.items()}
         if states != seen["states"]:
             log.info("%s/%s: %s", config.name, group_id, ", ".join(f"{k} {v}" for k, v in sorted(Counter(states.values()).items())))
             seen["states"] = states
-            if time.monotonic() - seen["table_at"] > TABLE_EVERY_S:
-                create_table_artifact(_status_rows(statuses), key=artifact_key(group_id, "runs"),
-                                      description=f"**{config.name}** `{group_id}`: run statuses while polling ({launcher})")
-                seen["table_at"] = time.monotonic()
+        if unfinished and time.monotonic() - seen["shown_at"] >= LIVE_EVERY_S:
+            swarm_summary(config, group_id, "training", statuses)
+            seen["shown_at"] = time.monotonic()
 
     result = poll_group(backend, runs, config.max_attempts, lambda names: read_specs(config, group_id, names),
                         poll_interval, timeout_s, on_round)
     statuses = result.statuses
-    create_table_artifact(_status_rows(statuses), key=artifact_key(group_id, "runs"),
-                          description=f"**{config.name}** `{group_id}`: final run statuses ({launcher})")
+    swarm_summary(config, group_id, "training finished", statuses)
     failed = result.failed
     if failed:
         log.warning("%d runs did not succeed: %s", len(failed), ", ".join(f"{n} ({statuses[n].state.value})" for n in failed[:10]))
