@@ -4,10 +4,12 @@ failing a flow run with a message instead of an exception."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.exceptions import FailedRun
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
@@ -18,6 +20,21 @@ from olmix_core.store import SwarmStore
 from olmix_core.swarm_report import SwarmView, resume_commands
 
 ORCHESTRATION = "orchestration"  # metadata.json field kept by the flows
+ENGINE_EXIT = "Engine execution exited with unexpected exception"
+
+
+class _ReportedFailure(logging.Filter):
+    """Drops Prefect's engine traceback for a flow run that failed by returning its Failed state (FailedRun, raised
+    by the engine when it reads that state back): the failure was logged in one line and is the run's state
+    message. Crashes and any other exception keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (record.getMessage() == ENGINE_EXIT and isinstance(exc, FailedRun))
+
+
+# the runner's flow run process logs through "prefect.flow_runs" once the flow module is imported
+logging.getLogger("prefect.flow_runs").addFilter(_ReportedFailure())
 
 
 def resolve_config(config: str | dict[str, Any] | ExperimentConfig) -> ExperimentConfig:
