@@ -126,19 +126,19 @@ def _run_total_s(st: RunStatus) -> float | None:
 
 
 def steps_done(statuses: Mapping[str, RunStatus]) -> float:
-    """Percent of the runs' training steps done (a succeeded run counts whole); 0 when no run reported steps."""
+    """Percent of the training steps done: a succeeded run counts whole, a run that has not reported steps yet
+    counts as many steps as the others have; runs that ended without a result are left out. Without any step
+    report, the share of runs finished."""
+    live = [s for s in statuses.values() if not (s.state.finished and s.state != RunState.succeeded)]
+    totals = [s.progress.total_steps for s in live if s.progress and s.progress.total_steps]
+    if not totals:
+        return round(100.0 * sum(1 for s in statuses.values() if s.state.finished) / max(1, len(statuses)), 1)
+    typical = statistics.median(totals)
     done = total = 0.0
-    for st in statuses.values():
-        if st.state.finished and st.state != RunState.succeeded:
-            continue
-        steps = st.progress.total_steps if st.progress else None
-        if not steps:
-            continue
+    for st in live:
+        steps = st.progress.total_steps if st.progress and st.progress.total_steps else typical
         total += steps
-        done += steps if st.state == RunState.succeeded else min(st.progress.step, steps)
-    finished = sum(1 for s in statuses.values() if s.state.finished)
-    if not total:
-        return round(100.0 * finished / max(1, len(statuses)), 1)
+        done += steps if st.state == RunState.succeeded else min(st.progress.step, steps) if st.progress else 0
     return round(100.0 * done / total, 1)
 
 
