@@ -64,6 +64,8 @@ def ui_mismatch(url: str, timeout: float = 2.0) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the olmix deployments (olmix/swarm, olmix-refit/refit, olmix-watch-evals/watch).")
     parser.add_argument("--limit", type=int, default=None, help="at most this many flow runs at a time")
+    parser.add_argument("--only", action="append", default=None, metavar="NAME",
+                        help="serve only this deployment of prefect.yaml (e.g. swarm); repeatable")
     args = parser.parse_args(argv)
     url = resolve_api_url()
     if url is None:
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(warning, file=sys.stderr)
     os.environ["PREFECT_API_URL"] = url  # for the flow run processes
     with temporary_settings(updates={PREFECT_API_URL: url}):
-        deployments = build_deployments()
+        deployments = [d for d in build_deployments() if not args.only or d.name in args.only]
         print(f"serving {', '.join(f'{d.flow_name}/{d.name}' for d in deployments)} against {url}")
         print("run a swarm with: prefect deployment run olmix/swarm --param config=configs/examples/local-tiny.yaml --watch")
         serve(*deployments, limit=args.limit)

@@ -31,7 +31,7 @@ DEFAULT_CONFIG = "configs/examples/local-tiny.yaml"
 
 
 @flow(name="olmix", description="One swarm: sample mixtures, train proxies, pull results, fit, propose, verify.",
-      flow_run_name=swarm_run_name)
+      flow_run_name=swarm_run_name, persist_result=True, result_serializer="json")  # the demo reads the outcome back
 def swarm(
     config: str | dict[str, Any] = DEFAULT_CONFIG,
     group_id: str | None = None,

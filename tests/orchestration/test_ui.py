@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -107,3 +108,17 @@ def test_ui_shows_the_live_summary_runs_with_steps_and_embedded_plots(tmp_path, 
     assert "prefect deployment run olmix/swarm --param group_id=0000fa11" in bad["state"]["message"]
     assert "olmix swarm --config" in bad["state"]["message"]
     assert "Engine execution exited with unexpected exception" not in served.serve_log
+
+
+@pytest.mark.slow
+def test_make_demo_runs_the_swarm_as_a_deployment_run_the_ui_can_retry(tmp_path, served):
+    config = tmp_path / "demo.yaml"
+    config.write_text(yaml.safe_dump(swarm_config(tmp_path / "store", name="demo-swarm", variants=8)))
+    demo = subprocess.run([sys.executable, "-m", "deployments.demo", "--config", str(config), "--launcher", "inprocess", "--no-verify",
+                           "--launcher-options", json.dumps({"run_s": 0.5})], cwd=ROOT, env=served.env, capture_output=True,
+                          text=True, timeout=300)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "proposed mixture" in demo.stdout and "Retry there" in demo.stdout
+    flow_run_id = re.search(r"/runs/flow-run/([0-9a-f-]{36})", demo.stdout).group(1)
+    [run] = [r for r in served.flow_runs(id={"any_": [flow_run_id]})]
+    assert run["deployment_id"] == served.deployment("olmix/swarm")["id"] and run["state_type"] == "COMPLETED"
