@@ -1,5 +1,5 @@
-"""Helpers the flows share: config and group id resolution, flow run naming, the swarm's orchestration record, and
-failing a flow run with a message instead of an exception."""
+"""Helpers the flows share: config and group id resolution, flow run naming, and failing a flow run with a
+message (the resume commands) instead of an exception."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from olmix_core.names import check_group_id, new_group_id
 from olmix_core.store import SwarmStore
 from olmix_core.swarm_report import SwarmView, resume_commands
 
-ORCHESTRATION = "orchestration"  # metadata.json field kept by the flows
 ENGINE_EXIT = "Engine execution exited with unexpected exception"
 
 
@@ -103,19 +102,3 @@ def label_flow_run(name: str, tags: list[str]) -> None:
             client.update_flow_run(run_id, name=name, tags=sorted(set(current.tags) | set(tags)))
     except Exception as e:  # a cosmetic failure must not fail the swarm
         get_run_logger().warning("could not rename the flow run to %s: %s", name, e)
-
-
-def record(swarm: SwarmStore, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into metadata.json's `orchestration` block (what the watcher and the re-fit read)."""
-    meta = swarm.metadata()
-    block = {**meta.get(ORCHESTRATION, {}), **fields}
-    swarm.update_metadata(**{ORCHESTRATION: block})
-    return block
-
-
-def results_source(eval_mode: str, launcher: str) -> str:
-    """Where a swarm's metrics come from: offline evals → the eval dashboard; in-loop metrics → the store's run
-    records for local (and simulated) runs, WandB for Beaker runs."""
-    if eval_mode == "offline":
-        return "dashboard"
-    return "wandb" if launcher == "beaker" else "local"

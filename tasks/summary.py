@@ -21,8 +21,6 @@ from olmix_core.swarm_report import (
 from tasks._artifacts import publish_markdown, publish_progress, publish_table
 from tasks._common import artifact_key, open_swarm_store
 
-ORCHESTRATION = "orchestration"
-
 
 def swarm_view(config: ExperimentConfig, group_id: str, stage: str, statuses: dict[str, RunStatus] | None = None,
                note: str | None = None) -> SwarmView:
@@ -33,9 +31,9 @@ def swarm_view(config: ExperimentConfig, group_id: str, stage: str, statuses: di
     stored = read_statuses(swarm)
     return SwarmView(
         name=config.name, group_id=group_id, store=swarm.url(), stage=stage, statuses={**stored, **(statuses or {})},
-        verify_runs=list(meta.get("verify_runs", [])), launcher=(meta.get(ORCHESTRATION) or {}).get("launcher"),
+        verify_runs=list(meta.verify_runs), launcher=meta.orchestration.launcher or meta.launcher,
         config_url=swarm.url(SwarmStore.CONFIG) if swarm.store.exists(swarm.key(SwarmStore.CONFIG)) else None,
-        eval_script=(meta.get("eval_script") or {}).get("url"), note=note,
+        eval_script=meta.eval_script.url if meta.eval_script else None, note=note,
     )
 
 
