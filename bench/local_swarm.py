@@ -1,10 +1,11 @@
 """The local-tiny swarm end to end on this machine: 8 real olmo-core proxies, pull, fit, propose, verify.
 
 Targets (issue 5), on a 2-core machine: the whole cycle including the verify run in ≤ 10 minutes; the verified
-proposal's actual objective at or below the swarm's median. Prints per-run and stage times, peak memory (per run,
+proposal's actual objective at or below the swarm's median. With `--steps 40` (the setting of the slow test
+`tests/launch/test_swarm_cycle.py::test_olmix_swarm_end_to_end_on_local_tiny`) the cycle's target is ≤ 400 s. Prints per-run and stage times, peak memory (per run,
 and of the whole process tree sampled every 0.5 s), and where the verified proposal ranks among the swarm's runs.
 
-    python bench/local_swarm.py [--variants 8] [--workdir DIR]
+    python bench/local_swarm.py [--variants 8] [--steps N] [--workdir DIR]
 
 Runs in a fresh folder (demo data, store, outputs) so nothing cached from an earlier run is reused.
 """
@@ -31,7 +32,8 @@ from olmix_core.swarm import run_swarm
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TARGET_S = 600.0
+TARGET_S = 600.0  # the example's full length (200 steps per run)
+SHORT_STEPS, SHORT_TARGET_S = 40, 400.0  # the slow end-to-end test's length
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -88,22 +90,26 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def bench_config(workdir: Path, variants: int) -> ExperimentConfig:
-    """configs/examples/local-tiny.yaml with its demo data and store inside `workdir`."""
+def bench_config(workdir: Path, variants: int, steps: int | None = None) -> ExperimentConfig:
+    """configs/examples/local-tiny.yaml with its demo data and store inside `workdir` (and `steps` per run if set)."""
     text = (ROOT / "configs/examples/local-tiny.yaml").read_text()
     cfg = yaml.safe_load(text)
     cfg = json.loads(json.dumps(cfg).replace(".olmix/demo-data", str(workdir / "demo-data")))
     cfg.update(variants=variants, storage_root=str(workdir / "store"))
+    if steps is not None:
+        cfg["max_tokens"] = steps * cfg["training"]["global_batch_size"]
     return ExperimentConfig.from_dict(cfg, "local-tiny (bench)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=None, help=f"Steps per run (default: the example's; {SHORT_STEPS}: the slow test's, target {SHORT_TARGET_S:.0f} s).")
     parser.add_argument("--workdir", default=None, help="Folder for data, store and outputs (default: a fresh temp folder).")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="olmix-bench-swarm-")).resolve()
-    config = bench_config(workdir, args.variants)
+    config = bench_config(workdir, args.variants, args.steps)
+    target_s = SHORT_TARGET_S if args.steps is not None and args.steps <= SHORT_STEPS else TARGET_S
     print(f"local-tiny swarm: {args.variants} variants, {config.target_tokens:,d} tokens per run, workdir {workdir}")
 
     started = time.perf_counter()
@@ -139,9 +145,9 @@ def main() -> int:
           f"swarm best {v.swarm_best_objective:.4f} ({v.best_run}), median {v.swarm_median_objective:.4f}")
     print(f"the verified proposal ranks {v.rank} of {v.n_runs + 1} (1 = best; the swarm's {v.n_runs} runs plus itself)")
 
-    time_ok = total <= TARGET_S
+    time_ok = total <= target_s
     rank_ok = v.at_or_below_median
-    print(f"\ntarget: whole cycle ≤ {TARGET_S:.0f} s -> {'met' if time_ok else 'MISSED'} ({total:.1f} s, {total / TARGET_S:.2f} of budget)")
+    print(f"\ntarget: whole cycle ≤ {target_s:.0f} s -> {'met' if time_ok else 'MISSED'} ({total:.1f} s, {total / target_s:.2f} of budget)")
     print(f"target: verified objective ≤ swarm median -> {'met' if rank_ok else 'MISSED'} "
           f"({v.actual_objective:.4f} vs {v.swarm_median_objective:.4f})")
     return 0 if time_ok and rank_ok else 1

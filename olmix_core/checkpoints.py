@@ -10,7 +10,7 @@ from olmix_core.errors import ConfigError
 from olmix_core.names import check_name
 from olmix_core.store import ArtifactStore
 
-# cluster kind -> default checkpoint root (`{user}` is the Beaker user); `config.checkpoint_roots` overrides these.
+# cluster kind -> default checkpoint root (`{user}` is the Beaker user); `config.evaluation.checkpoint_roots` overrides these.
 DEFAULT_CHECKPOINT_ROOTS = {
     "gcs": "gs://ai2-llm/checkpoints/{user}",
     "weka": "/weka/oe-training-default/ai2-llm/checkpoints/{user}",
@@ -22,10 +22,10 @@ def cluster_kind(config: ExperimentConfig) -> str:
     """Where the proxy runs keep their checkpoints: `local`, `gcs` (augusta), `weka` (jupiter/saturn with weka) or `s3`."""
     if config.launcher == "local":
         return "local"
-    clusters = [c.lower() for c in (config.cluster, *config.beaker.clusters)]
+    clusters = [c.lower() for c in (config.beaker.cluster, *config.beaker.clusters)]
     if any("augusta" in c for c in clusters):
         return "gcs"
-    if config.weka and any("jupiter" in c or "saturn" in c for c in clusters):
+    if config.beaker.weka and any("jupiter" in c or "saturn" in c for c in clusters):
         return "weka"
     return "s3"
 
@@ -36,8 +36,8 @@ def checkpoint_dirs(config: ExperimentConfig, group_id: str, runs: Sequence[str]
     In order: `checkpoint_roots[kind]` + `/{run}`; the folder `olmix train` writes to when
     `training.checkpoint_root` is set; the local store's `checkpoints/` for the local launcher; the cluster default."""
     kind = cluster_kind(config)
-    if kind in config.checkpoint_roots:
-        root = _with_user(config.checkpoint_roots[kind], beaker_user, f"checkpoint_roots.{kind}")
+    if kind in config.evaluation.checkpoint_roots:
+        root = _with_user(config.evaluation.checkpoint_roots[kind], beaker_user, f"evaluation.checkpoint_roots.{kind}")
         return {r: f"{root}/{r}" for r in runs}
     if config.training.checkpoint_root:
         base = f"{config.training.checkpoint_root.rstrip('/')}/{config.name}/{group_id}"

@@ -7,18 +7,20 @@ that looks right and is not.
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from olmix_core.errors import ConfigError
 from olmix_core.fit.options import RULE_ERROR, FitOptions
 from olmix_core.names import check_name
 
 DEFAULT_STORAGE_ROOT = ".olmix/store"
+log = logging.getLogger("olmix.config")
 
 
 class _Strict(BaseModel):
@@ -143,17 +145,36 @@ class TrainingConfig(_Strict):
 
 
 class BeakerConfig(_Strict):
-    image: str = "ai2/olmix"
-    user: str | None = None
-    secrets: dict[str, str] = {}  # env var -> Beaker secret name, e.g. WANDB_API_KEY: my_wandb_key
-    clusters: list[str] = []
-    max_submit_workers: int = 10
+    """Beaker jobs: where they run, on what, paid by whom (the regmixer-style top-level keys load here)."""
+
+    budget: str | None = Field(None, description="Beaker budget.")
+    workspace: str | None = Field(None, description="Beaker workspace.")
+    cluster: str = Field("local", description="Beaker cluster (or the kind of storage checkpoints go to).")
+    clusters: list[str] = Field(default_factory=list, description="Clusters to allow; default: `cluster`.")
+    priority: Priority = Field(Priority.normal, description="`low`, `normal`, `high` or `urgent`.")
+    preemptible: bool = Field(True, description="Beaker jobs may be preempted (and are resubmitted).")
+    nodes: int = Field(1, description="Nodes per proxy run (> 1: replicas with leader selection, under torchrun).")
+    gpus: int = Field(0, description="GPUs per node (> 1 runs under torchrun).")
+    weka: bool = Field(False, description="Mount Weka (checkpoints under `/weka/...` on jupiter/saturn).")
+    image: str = Field("ai2/olmix", description="Beaker image with olmix installed, or `docker://<image>`.")
+    user: str | None = Field(None, description="Beaker user: checkpoint paths (`{user}`) and default secret names (`{user}_{VAR}`).")
+    secrets: dict[str, str] = Field(default_factory=dict, description=(
+        "`{ENV_VAR: secret name}` injected into jobs (e.g. `WANDB_API_KEY: my_wandb`); values never leave Beaker."
+    ))
+    max_submit_workers: int = Field(10, description="Experiments created in parallel.")
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError(f"must be > 0 (got {v})")
+        return v
 
 
 class OfflineEvalConfig(_Strict):
     """`olmix eval launch --backend local`: per-domain loss of each finished run's latest checkpoint on token files."""
 
-    sources: dict[str, list[str]] = {}  # eval domain label -> token files; default: eval_sources
+    sources: dict[str, list[str]] = {}  # eval domain label -> token files; default: evaluation.sources
     bytes_per_token: dict[str, float] = {}  # label -> mean UTF-8 bytes per token: enables bits per byte
     max_tokens: int | None = None  # per domain (whole documents, at least one); default: every token
     batch_size: int = 16  # documents per forward pass
@@ -163,7 +184,7 @@ class OfflineEvalConfig(_Strict):
     @classmethod
     def _labels(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         for label, paths in v.items():
-            check_name(label, "offline_eval.sources label")
+            check_name(label, "evaluation.offline.sources label")
             if not paths:
                 raise ValueError(f"label {label!r} has no token files")
         return v
@@ -182,6 +203,78 @@ class OfflineEvalConfig(_Strict):
         if v is not None and v <= 0:
             raise ValueError(f"must be > 0 (got {v})")
         return v
+
+
+class EvaluationConfig(_Strict):
+    """How the proxies are evaluated: in-loop validation sets, the offline eval script, the local offline eval."""
+
+    sources: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "In-loop validation sets: `{label: [token files]}`; logged as `eval/lm/<label>/CE loss`."
+    ))
+    interval: int | None = Field(None, description="Steps between in-loop evaluations; default: only at the end.")
+    tasks: list[str] | None = Field(None, description=(
+        "Tasks for the emitted `olmo-cookbook-eval` script; default: the 109 olmo3 offline BPB tasks."
+    ))
+    cluster: str = Field("aus", description="Cluster passed to `olmo-cookbook-eval -c`.")
+    model_backend: str = Field("olmo_core", description="Model backend passed to `olmo-cookbook-eval -v`.")
+    checkpoint_roots: dict[str, str] = Field(default_factory=dict, description=(
+        "Override the checkpoint root per storage kind (`s3`, `gcs`, `weka`, `local`) in eval scripts."
+    ))
+    results_prefix: str | None = Field(None, description=(
+        "Where offline eval dashboards (`{prefix}/{dashboard}/{run}/…/metrics-all.jsonl`) live; default: `{storage_root}/evals`."
+    ))
+    offline: OfflineEvalConfig = Field(default_factory=OfflineEvalConfig, description="`olmix eval launch --backend local`.")
+
+    @field_validator("sources")
+    @classmethod
+    def _labels(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for label in v:
+            check_name(label, "evaluation.sources label")
+        return v
+
+
+# Keys of earlier versions (the seed's / regmixer's top level) -> their place now: (block, key).
+LEGACY_KEYS: dict[str, tuple[str, str]] = {
+    **{k: ("beaker", k) for k in ("budget", "workspace", "cluster", "priority", "preemptible", "nodes", "gpus", "weka")},
+    "eval_sources": ("evaluation", "sources"),
+    "eval_interval": ("evaluation", "interval"),
+    "eval_tasks": ("evaluation", "tasks"),
+    "eval_cluster": ("evaluation", "cluster"),
+    "eval_model_backend": ("evaluation", "model_backend"),
+    "checkpoint_roots": ("evaluation", "checkpoint_roots"),
+    "eval_results_prefix": ("evaluation", "results_prefix"),
+    "offline_eval": ("evaluation", "offline"),
+}
+
+
+def _default(block: str, key: str) -> Any:
+    """A block field's default as it appears in a dumped config (so a dump of defaults never clashes)."""
+    model = {"beaker": BeakerConfig, "evaluation": EvaluationConfig}[block]
+    value = model.model_fields[key].get_default(call_default_factory=True)
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+def move_legacy_keys(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """A copy of `data` with the top-level keys of earlier versions moved into their block, and one logged
+    deprecation note naming each new key. A key set in both places is an error naming both."""
+    moved = [k for k in LEGACY_KEYS if k in data]
+    if not moved:
+        return data
+    out = dict(data)
+    for key in moved:
+        block, new = LEGACY_KEYS[key]
+        target = out.get(block)
+        target = dict(target) if isinstance(target, dict) else ({} if target is None else target)
+        if not isinstance(target, dict):
+            return data  # a malformed block: let validation name it
+        value = out.pop(key)
+        if new in target and target[new] != value and target[new] != _default(block, new):
+            raise ValueError(f"{key}: set both at the top level and as {block}.{new}; keep only {block}.{new}")
+        target[new] = value
+        out[block] = target
+    for key in moved:
+        log.warning("%s: config key %r is deprecated: use %r", source, key, ".".join(LEGACY_KEYS[key]))
+    return out
 
 
 class ExperimentConfig(_Strict):
@@ -218,27 +311,12 @@ class ExperimentConfig(_Strict):
     # infrastructure
     launcher: Literal["local", "beaker"] = "local"
     max_concurrency: int | None = None  # local launcher; default cores / threads per run
-    budget: str | None = None
-    workspace: str | None = None
-    cluster: str = "local"
-    priority: Priority = Priority.normal
-    preemptible: bool = True
-    nodes: int = 1
-    gpus: int = 0
-    weka: bool = False
     beaker: BeakerConfig = BeakerConfig()
     max_attempts: int = 3  # per run, counting resubmissions after preemption/failure
 
     # training and evals
     training: TrainingConfig = TrainingConfig()
-    eval_sources: dict[str, list[str]] = {}  # in-loop validation sets: label -> token files
-    eval_interval: int | None = None
-    eval_tasks: list[str] | None = None  # offline eval tasks; default: the 109 olmo3 BPB tasks
-    eval_cluster: str = "aus"
-    eval_model_backend: str = "olmo_core"
-    checkpoint_roots: dict[str, str] = {}  # cluster kind (s3|gcs|weka|local) -> root, overriding the defaults
-    eval_results_prefix: str | None = None  # where offline eval dashboards live; default {storage_root}/evals
-    offline_eval: OfflineEvalConfig = OfflineEvalConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
     # fitting and storage
     fit: FitOptions = FitOptions()  # the fit/propose options (olmix_core.fit.options); flat keys of earlier versions load
@@ -261,7 +339,14 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"max_tokens must be > 0 (got {v})")
         return v
 
-    @field_validator("sequence_length", "sample_multiplier", "nodes")
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return move_legacy_keys(data, (info.context or {}).get("source", "config"))
+
+    @field_validator("sequence_length", "sample_multiplier")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v <= 0:
@@ -338,8 +423,6 @@ class ExperimentConfig(_Strict):
             missing = sorted(leaves - set(self.priors.token_counts))
             if missing:
                 raise ValueError(f"priors.token_counts: no count for leaves {missing}")
-        for label in self.eval_sources:
-            check_name(label, "eval_sources label")
         return self
 
     # derived values -------------------------------------------------------------------------
@@ -380,7 +463,7 @@ class ExperimentConfig(_Strict):
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, context={"source": source})
         except ValidationError as e:
             raise ConfigError(format_validation_error(e, source)) from None
 

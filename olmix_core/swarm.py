@@ -51,7 +51,7 @@ def _say(progress: Progress | None, msg: str) -> None:
 def demo_data_dir(config: ExperimentConfig) -> str | None:
     """The folder named `demo-data` that all of the config's data (sources and eval sources) lives in, if any:
     such a config trains on `olmix demo-data`, which `run_swarm` then generates when it is missing."""
-    paths = [p for _, ps, _ in config.leaves() for p in ps] + [p for ps in config.eval_sources.values() for p in ps]
+    paths = [p for _, ps, _ in config.leaves() for p in ps] + [p for ps in config.evaluation.sources.values() for p in ps]
     roots = set()
     for p in paths:
         parts = Path(p).parts

@@ -125,13 +125,13 @@ def check_eval_sources(config: ExperimentConfig) -> None:
     from olmix_core.store import open_fs
 
     missing = []
-    for label, paths in config.eval_sources.items():
+    for label, paths in config.evaluation.sources.items():
         for pattern in paths:
             fs, path = open_fs(pattern)
             if not (fs.glob(path) if any(c in path for c in "*?[") else fs.exists(path)):
                 missing.append(f"{label}: {pattern}")
     if missing:
-        raise ConfigError("eval_sources: no file at " + "; ".join(missing))
+        raise ConfigError("evaluation.sources: no file at " + "; ".join(missing))
 
 
 def format_resolved(config: ExperimentConfig, priors: dict, max_weights: dict[str, float]) -> str:
@@ -144,7 +144,7 @@ def format_resolved(config: ExperimentConfig, priors: dict, max_weights: dict[st
         f"launcher: {config.launcher}; variants: {config.variants}; seed: {config.seed}",
         f"target tokens per run: {config.target_tokens:,d}; sequence length: {config.sequence_length}; dtype: {config.dtype.value}; tokenizer: {config.tokenizer}",
         f"model: {model}; threads per run: {t.threads_per_run}; device: {t.device}",
-        f"eval sources: {', '.join(config.eval_sources) or '(none)'}; objective: {config.fit.filtering.objective or 'mean of the fit metrics'}",
+        f"eval sources: {', '.join(config.evaluation.sources) or '(none)'}; objective: {config.fit.filtering.objective or 'mean of the fit metrics'}",
         "",
     ]
     width = max(len("leaf"), *(len(leaf) for leaf in config.leaf_names()))

@@ -17,7 +17,7 @@ def results() -> None:
 @click.option("--group-id", "-g", required=True, help="The swarm's group id (8 hex characters).")
 @click.option("--from", "source", type=click.Choice(["local", "wandb", "dashboard"]), default="local", show_default=True, help="Where the results are.")
 @click.option("--dashboard", "-d", default=None, help="Eval dashboard name (default olmix-{G}).")
-@click.option("--results-prefix", default=None, help="Where dashboards live (default: eval_results_prefix, else {storage_root}/evals).")
+@click.option("--results-prefix", default=None, help="Where dashboards live (default: evaluation.results_prefix, else {storage_root}/evals).")
 @click.option("--csv", "dashboard_csv", default=None, type=click.Path(exists=True, dir_okay=False), help="With --from dashboard: import `olmo-cookbook-eval results --format csv` output instead.")
 @click.option("--metrics", "-m", multiple=True, help="Metric names: a file (one a line) or a comma-separated list; repeatable.")
 @click.option("--history-samples", type=int, default=None, help="WandB: mean of the last N history rows instead of the summary.")

@@ -33,6 +33,6 @@ def sync(config_path: str, dry_run: bool) -> None:
     missing = [r for r in results if r.action == "missing"]
     if missing:
         raise ConfigError(
-            "not in the environment and not in workspace " + f"{config.workspace}: "
+            "not in the environment and not in workspace " + f"{config.beaker.workspace}: "
             + ", ".join(f"{r.env_var} (secret {r.secret})" for r in missing)
         )

@@ -31,18 +31,18 @@ def script_name(group_id: str) -> str:
 
 
 def eval_tasks(config: ExperimentConfig) -> list[str]:
-    """`config.eval_tasks`, or the 109 olmo3 offline BPB tasks."""
-    if config.eval_tasks is None:
+    """`config.evaluation.tasks`, or the 109 olmo3 offline BPB tasks."""
+    if config.evaluation.tasks is None:
         return default_offline_tasks()
-    if not config.eval_tasks:
-        raise ConfigError("eval_tasks: empty list (leave it out to use the 109 default offline BPB tasks)")
-    return list(config.eval_tasks)
+    if not config.evaluation.tasks:
+        raise ConfigError("evaluation.tasks: empty list (leave it out to use the 109 default offline BPB tasks)")
+    return list(config.evaluation.tasks)
 
 
 def results_prefix(config: ExperimentConfig) -> str:
-    """Where eval dashboards live: `eval_results_prefix`, else `{storage_root}/evals`."""
-    if config.eval_results_prefix:
-        return config.eval_results_prefix.rstrip("/")
+    """Where eval dashboards live: `evaluation.results_prefix`, else `{storage_root}/evals`."""
+    if config.evaluation.results_prefix:
+        return config.evaluation.results_prefix.rstrip("/")
     return f"{ArtifactStore(config.storage_root).root_url.rstrip('/')}/evals"
 
 
@@ -113,8 +113,8 @@ def render_eval_script(
         "",
         f"SWARM={q(config.name)}",
         f"DASHBOARD={q(dashboard_name(group_id))}",
-        f"CLUSTER={q(config.eval_cluster)}",
-        f"MODEL_BACKEND={q(config.eval_model_backend)}",
+        f"CLUSTER={q(config.evaluation.cluster)}",
+        f"MODEL_BACKEND={q(config.evaluation.model_backend)}",
     ]
     if prefix_note:
         lines.append(prefix_note.rstrip("\n"))

@@ -113,7 +113,7 @@ def resolve_bounds(
         if isinstance(rep, dict):
             unknown = sorted(set(rep) - set(domains))
             if unknown:
-                raise DataError(f"repetition_factor: {unknown} are not domains of the swarm")
+                raise DataError(f"fit.constraints.repetition_factor: {unknown} are not domains of the swarm ({domains})")
         for i, name in enumerate(domains):
             r = rep.get(name, 1.0) if isinstance(rep, dict) else rep
             cap = _cap(float(token_counts[name]), r, float(constraints.target_tokens))

@@ -426,8 +426,7 @@ def options_from_experiment(config: ExperimentConfig) -> FitOptions:
     if grouped and not opts.constraints.fixed_weights:
         logger.warning(
             "fixed weights of sources with topics (%s) constrain the sampled swarm only: the proposal fixes weights "
-            "per leaf, so set fit.constraints.fixed_weights per topic (or pass --fixed-weight per topic to "
-            "`olmix fit`) to pin them there",
+            "per leaf, so set fit.constraints.fixed_weights per topic to pin them there",
             ", ".join(grouped),
         )
     c = opts.constraints

@@ -78,9 +78,9 @@ def _name_pattern(swarm: SwarmStore) -> re.Pattern[str]:
 
 # what a job needs --------------------------------------------------------------------------------
 def _config_urls(config: ExperimentConfig) -> list[str]:
-    urls = [config.storage_root, config.training.checkpoint_root or "", *config.checkpoint_roots.values()]
+    urls = [config.storage_root, config.training.checkpoint_root or "", *config.evaluation.checkpoint_roots.values()]
     urls += [p for paths in config.leaf_paths().values() for p in paths]
-    urls += [p for paths in config.eval_sources.values() for p in paths]
+    urls += [p for paths in config.evaluation.sources.values() for p in paths]
     return [u for u in urls if u]
 
 
@@ -109,27 +109,27 @@ def weka_buckets(config: ExperimentConfig) -> list[str]:
 
 
 def clusters(config: ExperimentConfig) -> list[str]:
-    return list(config.beaker.clusters) or [config.cluster]
+    return list(config.beaker.clusters) or [config.beaker.cluster]
 
 
 def check_beaker_config(config: ExperimentConfig) -> None:
     """Everything the Beaker path needs from the config, all problems in one ConfigError naming the fields."""
     problems = []
-    if not config.workspace:
-        problems.append("workspace: required for the Beaker launcher (e.g. ai2/olmix)")
-    if not config.budget:
-        problems.append("budget: required for Beaker experiments (e.g. ai2/oe-data)")
+    if not config.beaker.workspace:
+        problems.append("beaker.workspace: required for the Beaker launcher (e.g. ai2/olmix)")
+    if not config.beaker.budget:
+        problems.append("beaker.budget: required for Beaker experiments (e.g. ai2/oe-data)")
     if any(c == "local" or not c for c in clusters(config)):
-        problems.append("cluster / beaker.clusters: name Beaker clusters (e.g. ai2/jupiter), not 'local'")
+        problems.append("beaker.cluster / beaker.clusters: name Beaker clusters (e.g. ai2/jupiter), not 'local'")
     root = config.storage_root
-    if not (root.startswith(("s3://", "gs://")) or (config.weka and root.startswith("/weka/"))):
-        problems.append(f"storage_root: Beaker jobs must read the run specs, so use s3://, gs:// or (with weka: true) a /weka/ path (got {root!r})")
-    if config.weka and not weka_buckets(config):
-        problems.append("weka: true but no /weka/<bucket>/ path in storage_root, checkpoint roots, sources or eval_sources")
+    if not (root.startswith(("s3://", "gs://")) or (config.beaker.weka and root.startswith("/weka/"))):
+        problems.append(f"storage_root: Beaker jobs must read the run specs, so use s3://, gs:// or (with beaker.weka: true) a /weka/ path (got {root!r})")
+    if config.beaker.weka and not weka_buckets(config):
+        problems.append("beaker.weka: true but no /weka/<bucket>/ path in storage_root, checkpoint roots, sources or evaluation.sources")
     if config.beaker.max_submit_workers < 1:
         problems.append(f"beaker.max_submit_workers: must be >= 1 (got {config.beaker.max_submit_workers})")
-    if config.gpus < 0:
-        problems.append(f"gpus: must be >= 0 (got {config.gpus})")
+    if config.beaker.gpus < 0:
+        problems.append(f"beaker.gpus: must be >= 0 (got {config.beaker.gpus})")
     for var, name in config.beaker.secrets.items():
         if not ENV_VAR_RE.match(var):
             problems.append(f"beaker.secrets: {var!r} is not an environment variable name")
@@ -173,35 +173,35 @@ def experiment_spec(
     )
 
     env = [BeakerEnvVar(name=var, secret=name) for var, name in sorted(secrets.items()) if var != GCP_CREDENTIALS_VAR]
-    mounts = [BeakerDataMount.new(f"/weka/{b}", weka=b) for b in weka_buckets(config)] if config.weka else []
+    mounts = [BeakerDataMount.new(f"/weka/{b}", weka=b) for b in weka_buckets(config)] if config.beaker.weka else []
     if GCP_CREDENTIALS_VAR in secrets:
         env.append(BeakerEnvVar(name=GCP_CREDENTIALS_VAR, value=GCP_CREDENTIALS_MOUNT))
         mounts.append(BeakerDataMount.new(GCP_CREDENTIALS_MOUNT, secret=secrets[GCP_CREDENTIALS_VAR]))
     image = config.beaker.image
     source = BeakerImageSource(docker=image.removeprefix("docker://")) if image.startswith("docker://") else BeakerImageSource(beaker=image)
-    multi = config.nodes > 1
+    multi = config.beaker.nodes > 1
     with warnings.catch_warnings():
         # `preemptible` is deprecated in favour of min_runtime/auto_resume, which say something else; the API takes it.
         warnings.simplefilter("ignore", DeprecationWarning)
-        context = BeakerTaskContext(priority=BeakerJobPriority[config.priority.value], preemptible=config.preemptible)
+        context = BeakerTaskContext(priority=BeakerJobPriority[config.beaker.priority.value], preemptible=config.beaker.preemptible)
     task = BeakerTaskSpec(
         name="train",
         image=source,
         context=context,
-        command=train_command(spec_url, config.nodes, config.gpus),
+        command=train_command(spec_url, config.beaker.nodes, config.beaker.gpus),
         env_vars=env,
         datasets=mounts or None,
-        resources=BeakerTaskResources(gpu_count=config.gpus) if config.gpus else None,
+        resources=BeakerTaskResources(gpu_count=config.beaker.gpus) if config.beaker.gpus else None,
         constraints=BeakerConstraints(cluster=clusters(config)),
         result=BeakerResultSpec(path=RESULT_PATH),
-        replicas=config.nodes if multi else None,
+        replicas=config.beaker.nodes if multi else None,
         leader_selection=multi,
         host_networking=multi,
         propagate_failure=True if multi else None,
         propagate_preemption=True if multi else None,
     )
     description = f"olmix {spec.swarm_name} group {spec.group_id} variant {spec.variant} ({spec.purpose}) attempt {attempt}"
-    return BeakerExperimentSpec(budget=config.budget, description=description, tasks=[task], groups=[beaker_group_id] if beaker_group_id else None)
+    return BeakerExperimentSpec(budget=config.beaker.budget, description=description, tasks=[task], groups=[beaker_group_id] if beaker_group_id else None)
 
 
 # client and retries ------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def beaker_client(config: ExperimentConfig) -> "Beaker":
     from beaker.exceptions import BeakerConfigurationError
 
     try:
-        return Beaker.from_env(check_for_upgrades=False, default_workspace=config.workspace)
+        return Beaker.from_env(check_for_upgrades=False, default_workspace=config.beaker.workspace)
     except BeakerConfigurationError as e:
         raise LaunchError(f"Beaker client: {e} (set BEAKER_TOKEN or run `beaker account login`)") from None
 
@@ -305,7 +305,7 @@ class BeakerLauncher(Launcher):
     @property
     def workspace(self) -> "pb2.Workspace":
         if self._ws is None:
-            self._ws = self._retry(lambda: self.client.workspace.get(self.config.workspace), f"workspace {self.config.workspace}")
+            self._ws = self._retry(lambda: self.client.workspace.get(self.config.beaker.workspace), f"workspace {self.config.beaker.workspace}")
         return self._ws
 
     @property
@@ -473,7 +473,7 @@ class BeakerLauncher(Launcher):
             "state": RunState.submitted, "attempts": attempt, "launcher": self.kind, "job_id": wl.experiment.id,
             "url": self.client.workload.url(wl), "reason": None,
             "extra": {k: v for k, v in base.extra.items() if k not in ("beaker_final", "canceled_code", "canceled_by")}
-            | {"beaker_name": name, "beaker_workspace": self.config.workspace, "beaker_group": self.group_name,
+            | {"beaker_name": name, "beaker_workspace": self.config.beaker.workspace, "beaker_group": self.group_name,
                "created": created, "submitted_at": time.time()},
         })
         return self._write(status)
@@ -497,7 +497,7 @@ class BeakerLauncher(Launcher):
                     out[run] = fut.result()
                 except _beaker_errors() as e:
                     errors[run] = e
-        update_metadata(self.swarm, beaker_workspace=self.config.workspace, beaker_group=self.group_name, beaker_group_id=group.id,
+        update_metadata(self.swarm, beaker_workspace=self.config.beaker.workspace, beaker_group=self.group_name, beaker_group_id=group.id,
                         beaker_group_url=self.group_url)
         if errors:
             lines = [f"{run}: {type(e).__name__}: {e}" for run, e in sorted(errors.items())]
@@ -589,8 +589,8 @@ def sync_secrets(
 ) -> list[SecretSync]:
     """Write the jobs' secrets (see `secret_env`) into the config's workspace from this machine's environment.
     Values are never logged or returned."""
-    if not config.workspace:
-        raise ConfigError("workspace: required to write Beaker secrets (e.g. ai2/olmix)")
+    if not config.beaker.workspace:
+        raise ConfigError("beaker.workspace: required to write Beaker secrets (e.g. ai2/olmix)")
     for var, name in config.beaker.secrets.items():
         if not ENV_VAR_RE.match(var) or not SECRET_NAME_RE.match(name):
             raise ConfigError(f"beaker.secrets: {var!r} -> {name!r} is not an env var -> Beaker secret name pair")
@@ -598,7 +598,7 @@ def sync_secrets(
     client = client or beaker_client(config)
 
     def run() -> list[SecretSync]:
-        ws = with_retries(lambda: client.workspace.get(config.workspace), f"workspace {config.workspace}")
+        ws = with_retries(lambda: client.workspace.get(config.beaker.workspace), f"workspace {config.beaker.workspace}")
         user = config.beaker.user or (None if config.beaker.secrets else with_retries(lambda: client.user_name, "current user"))
         mapping = secret_env(config, user)
         existing = {s.name for s in with_retries(lambda: list(client.secret.list(workspace=ws)), "list secrets")}

@@ -64,7 +64,7 @@ def _unit(*parts: Any) -> float:
 
 def law_labels(config: ExperimentConfig) -> list[str]:
     """The eval labels a simulated run reports: the config's eval sources, or one `target`."""
-    return sorted(config.eval_sources) or ["target"]
+    return sorted(config.evaluation.sources) or ["target"]
 
 
 def law_metrics(config: ExperimentConfig, weights: dict[str, float], seed: int = 0) -> dict[str, float]:

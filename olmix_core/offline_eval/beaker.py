@@ -38,8 +38,8 @@ class BeakerEvalSubmitter:
         from olmix_core.launch.beaker import check_beaker_config
 
         check_beaker_config(config)
-        if "://" not in prefix and not (config.weka and prefix.startswith("/weka/")):
-            raise ConfigError(f"eval_results_prefix: Beaker eval jobs must write to s3://, gs:// or (with weka) /weka/ (got {prefix!r})")
+        if "://" not in prefix and not (config.beaker.weka and prefix.startswith("/weka/")):
+            raise ConfigError(f"evaluation.results_prefix: Beaker eval jobs must write to s3://, gs:// or (with beaker.weka) /weka/ (got {prefix!r})")
         self.config = config
         self.swarm = swarm
         self._client = client
@@ -83,7 +83,7 @@ class BeakerEvalSubmitter:
             raise ArtifactMissing(f"{self.swarm.url('runs', fr.run, 'spec.json')}: no run spec (needed for the Beaker job)")
         run_spec = RunSpec.model_validate(self._specs[fr.run])
         secrets = secret_env(self.config, self._user if self.config.beaker.secrets else self.user)
-        one_node = self.config.model_copy(update={"nodes": 1, "gpus": min(self.config.gpus, 1)})
+        one_node = self.config.model_copy(update={"beaker": self.config.beaker.model_copy(update={"nodes": 1, "gpus": min(self.config.beaker.gpus, 1)})})
         bspec = experiment_spec(one_node, run_spec, self.swarm.store.url(self.swarm.run_key(fr.run, "spec.json")), secrets)
         task = bspec.tasks[0]
         task.name = "eval"
@@ -104,7 +104,7 @@ class BeakerEvalSubmitter:
         name = experiment_name(fr.run, step)
         bspec = self.spec(fr, step, dashboard)
         if self._ws is None:
-            self._ws = self._retry(lambda: self.client.workspace.get(self.config.workspace), f"workspace {self.config.workspace}")
+            self._ws = self._retry(lambda: self.client.workspace.get(self.config.beaker.workspace), f"workspace {self.config.beaker.workspace}")
         try:
             wl = self._retry(lambda: self.client.experiment.create(name=name, spec=bspec, workspace=self._ws), f"create {name}")
             existing = False

@@ -4,7 +4,7 @@ Token files are raw headerless arrays (what olmo-core trains on). Documents are 
 is an instance truncated to the training sequence length (as olmo-core's in-loop LM evaluator does), and the loss
 is the token-weighted mean cross-entropy of predicting every token after the first, over the true vocabulary
 (what the converted HF model scores). Bits per byte needs the bytes behind the predicted tokens: from
-`offline_eval.bytes_per_token`, or, for a custom vocabulary, by counting ids 0..255 as one byte each (the
+`evaluation.offline.bytes_per_token`, or, for a custom vocabulary, by counting ids 0..255 as one byte each (the
 byte-level convention of the tokenizer `olmix convert hf` writes for such models; special tokens are 0 bytes).
 """
 

@@ -25,13 +25,13 @@ from olmix_core.offline_eval.lm import (
 
 
 def eval_sets(config: ExperimentConfig) -> dict[str, list[str]]:
-    """`offline_eval.sources`, else the in-loop `eval_sources`; bytes_per_token must name one of them."""
-    sources = dict(config.offline_eval.sources or config.eval_sources)
+    """`evaluation.offline.sources`, else the in-loop `evaluation.sources`; bytes_per_token must name one of them."""
+    sources = dict(config.evaluation.offline.sources or config.evaluation.sources)
     if not sources:
-        raise ConfigError("offline_eval.sources: no offline eval sets (set offline_eval.sources or eval_sources: {label: [token files]})")
-    unknown = sorted(set(config.offline_eval.bytes_per_token) - set(sources))
+        raise ConfigError("evaluation.offline.sources: no offline eval sets (set evaluation.offline.sources or evaluation.sources: {label: [token files]})")
+    unknown = sorted(set(config.evaluation.offline.bytes_per_token) - set(sources))
     if unknown:
-        raise ConfigError(f"offline_eval.bytes_per_token: labels {unknown} are not eval sets (eval sets: {sorted(sources)})")
+        raise ConfigError(f"evaluation.offline.bytes_per_token: labels {unknown} are not eval sets (eval sets: {sorted(sources)})")
     return sources
 
 
@@ -39,7 +39,7 @@ def resolve_device(device: str) -> str:
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("offline_eval.device is cuda but no GPU is available")
+        raise ConfigError("evaluation.offline.device is cuda but no GPU is available")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
@@ -53,7 +53,7 @@ class LocalEvaluator:
         self.sources = eval_sets(config)
         self.prefix = prefix
         self.dashboard = dashboard
-        self.opts = config.offline_eval
+        self.opts = config.evaluation.offline
         self._tokens: dict[str, Any] = {}
         self._docs: dict[tuple[str, int, int], list[Any]] = {}
         self._device: str | None = None

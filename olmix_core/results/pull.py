@@ -183,7 +183,7 @@ def pull_results(
 
     `metrics`: names to pull (default: `fit.metrics`, else per source: every `eval/... CE loss` of the local results,
     the olmo-core in-loop BPB metrics for WandB, the config's eval tasks for a dashboard). `dashboard`: default
-    `olmix-{group}` under `results_prefix_url` (default `eval_results_prefix`, else `{storage_root}/evals`);
+    `olmix-{group}` under `results_prefix_url` (default `evaluation.results_prefix`, else `{storage_root}/evals`);
     `dashboard_csv`: import `olmo-cookbook-eval results --format csv` output instead of reading the dashboard.
     `history_samples`: WandB metrics as the mean of the last N history rows instead of the summary."""
     if source not in SOURCES:

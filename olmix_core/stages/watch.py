@@ -1,7 +1,7 @@
 """Finding swarms whose eval results changed: what the evals watcher checks and the re-fit of every open swarm reads.
 
 Open swarms are those whose metadata.json says `orchestration.open` (set by the swarm flow, cleared by a fit that
-saw every run). Eval locations: the offline eval dashboard (`{eval_results_prefix}/olmix-{group}/`) or the runs'
+saw every run). Eval locations: the offline eval dashboard (`{evaluation.results_prefix}/olmix-{group}/`) or the runs'
 own result.json files (in-loop metrics of local runs); WandB-evaluated swarms are left to the cron re-fit. Each
 check is one listing per swarm; what was seen is kept in metadata (`orchestration.watch`), so a change is reported
 once, not once per check.

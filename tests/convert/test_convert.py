@@ -219,7 +219,7 @@ def test_a_trained_proxy_converts_and_scores_the_same_through_transformers(train
     config, _, specs = trained
     record = convert_checkpoint(specs[0].checkpoint_dir, str(tmp_path / "hf"))
     assert record.step == 30 and record.validated
-    docs = split_documents(read_tokens(config.eval_sources["target"], "uint16"), 256, 256)[:8]
+    docs = split_documents(read_tokens(config.evaluation.sources["target"], "uint16"), 256, 256)[:8]
     width = min(len(d) for d in docs)
     tokens = torch.from_numpy(np.stack([d[:width] for d in docs]))
     assert hf_vs_olmo_core(record.output, record.checkpoint, tokens) < ATOL

@@ -223,7 +223,7 @@ def test_default_tasks_header_and_errors(tmp_path, stubs):
         render_eval_script(config, G)
     with pytest.raises(ConfigError, match="beaker user"):
         render_eval_script(config, G, beaker_user="a b")
-    with pytest.raises(ConfigError, match="eval_tasks: empty"):
+    with pytest.raises(ConfigError, match="evaluation.tasks: empty"):
         render_eval_script(ExperimentConfig.from_dict(minimal_config(eval_tasks=[])), G)
     with pytest.raises(ConfigError, match="does not belong"):
         render_eval_script(config, G, ["test-swarm-ffffffff-0000"], beaker_user="kyle")

@@ -169,6 +169,7 @@ def test_auto_fit_with_maximize_and_weights(swarm_files, tmp_path):
         (["--fixed-weight", "nope=0.1"], "'nope' is not a domain"),
         (["--fixed-weight", "code=0.7", "--fixed-weight", "books=0.5"], "--fixed-weight values sum to 1.2 > 1"),
         (["--target-tokens", "1T"], "token caps: the free domains can take at most"),
+        (["--target-tokens", "1T"], "raise --repetition-factor or lower --target-tokens"),
         (["--objective", "loss/none"], "--objective: 'loss/none' is not a metric"),
         (["--maximize", "zzz"], "--maximize: ['zzz'] are not metrics"),
         (["--obj-weights", "loss/web"], "--obj-weights: 'loss/web' is not NAME=VALUE"),

@@ -82,6 +82,8 @@ def test_bad_constraint_input():
         resolve_bounds(Constraints(fixed_weights={"zz": 0.1}), DOMS)
     with pytest.raises(DataError, match="fit.constraints.target_tokens needs token_counts"):
         resolve_bounds(Constraints(target_tokens=1e9), DOMS)
+    with pytest.raises(DataError, match=r"fit.constraints.repetition_factor: \['zz'\] are not domains"):
+        resolve_bounds(Constraints(target_tokens=1e9, repetition_factor={"zz": 2.0}), DOMS, dict.fromkeys(DOMS, 1e12))
     with pytest.raises(ValueError, match="min_weight_per_domain"):
         Constraints(min_weight_per_domain=1.5)
 

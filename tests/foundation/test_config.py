@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from olmix_core.config import ExperimentConfig, load_config, model_params
 from olmix_core.errors import ConfigError
@@ -74,3 +75,48 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("name: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         ExperimentConfig.from_yaml(bad)
+
+
+SEED_STYLE = {  # the seed's / regmixer's top-level infrastructure and eval keys
+    "budget": "ai2/oe-data", "workspace": "ai2/olmix", "cluster": "ai2/jupiter", "priority": "high",
+    "preemptible": False, "nodes": 2, "gpus": 8, "weka": True,
+    "eval_sources": {"held": ["/d/val.bin"]}, "eval_interval": 50, "eval_tasks": ["arc_easy:bpb"], "eval_cluster": "goog",
+    "eval_model_backend": "vllm", "checkpoint_roots": {"weka": "/weka/b/{user}"}, "eval_results_prefix": "s3://b/evals",
+    "offline_eval": {"batch_size": 4},
+}
+
+
+def test_seed_style_keys_load_into_their_blocks_with_a_deprecation_note(caplog):
+    with caplog.at_level("WARNING", logger="olmix.config"):
+        config = ExperimentConfig.from_dict(minimal_config(**SEED_STYLE, beaker={"image": "ai2/x"}), "seed.yaml")
+    b, e = config.beaker, config.evaluation
+    assert (b.budget, b.workspace, b.cluster, b.priority.value, b.preemptible, b.nodes, b.gpus, b.weka, b.image) == (
+        "ai2/oe-data", "ai2/olmix", "ai2/jupiter", "high", False, 2, 8, True, "ai2/x")
+    assert (e.sources, e.interval, e.tasks, e.cluster, e.model_backend, e.checkpoint_roots, e.results_prefix, e.offline.batch_size) == (
+        {"held": ["/d/val.bin"]}, 50, ["arc_easy:bpb"], "goog", "vllm", {"weka": "/weka/b/{user}"}, "s3://b/evals", 4)
+    assert "seed.yaml: config key 'budget' is deprecated: use 'beaker.budget'" in caplog.text
+    assert "config key 'offline_eval' is deprecated: use 'evaluation.offline'" in caplog.text
+    assert caplog.text.count("is deprecated") == len(SEED_STYLE)
+    # what is stored (config.yaml) is in the new shape: it reloads to the same config without a note
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="olmix.config"):
+        again = ExperimentConfig.from_dict(yaml.safe_load(config.to_yaml()))
+    assert again == config and "deprecated" not in caplog.text
+
+
+def test_a_key_set_in_both_places_is_an_error_naming_both():
+    with pytest.raises(ConfigError, match=r"gpus: set both at the top level and as beaker.gpus; keep only beaker.gpus"):
+        ExperimentConfig.from_dict(minimal_config(gpus=2, beaker={"gpus": 4}))
+    # the same value twice, or a dumped config (defaults in the block) with a legacy key, is not a clash
+    assert ExperimentConfig.from_dict(minimal_config(gpus=2, beaker={"gpus": 2})).beaker.gpus == 2
+    dumped = ExperimentConfig.from_dict(minimal_config()).model_dump(mode="json")
+    assert ExperimentConfig.from_dict({**dumped, "eval_results_prefix": "s3://b/e"}).evaluation.results_prefix == "s3://b/e"
+
+
+def test_block_fields_keep_their_rules():
+    with pytest.raises(ConfigError, match=r"beaker.nodes: must be > 0"):
+        ExperimentConfig.from_dict(minimal_config(beaker={"nodes": 0}))
+    with pytest.raises(ConfigError, match=r"beaker.nodes: must be > 0"):
+        ExperimentConfig.from_dict(minimal_config(nodes=0))
+    with pytest.raises(ConfigError, match=r"evaluation.gpu: unknown key"):
+        ExperimentConfig.from_dict(minimal_config(evaluation={"gpu": 1}))

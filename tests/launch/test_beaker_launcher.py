@@ -306,9 +306,9 @@ def test_dry_run_specs_need_no_server(s3_endpoint, monkeypatch):
 def test_config_problems_are_named_before_anything_is_sent(s3_endpoint, tmp_path):
     with pytest.raises(ConfigError) as e:
         cfg = beaker_config(str(tmp_path / "store"), cluster="local", beaker={"clusters": [], "secrets": {"WANDB_API_KEY": "bad name!"}})
-        BeakerLauncher(cfg.model_copy(update={"budget": None}), make_swarm(cfg, 1, write=False)[0])
+        BeakerLauncher(cfg.model_copy(update={"beaker": cfg.beaker.model_copy(update={"budget": None})}), make_swarm(cfg, 1, write=False)[0])
     msg = str(e.value)
-    for field in ("budget", "cluster", "storage_root", "beaker.secrets.WANDB_API_KEY"):
+    for field in ("beaker.budget", "beaker.cluster", "storage_root", "beaker.secrets.WANDB_API_KEY"):
         assert field in msg
 
 

@@ -110,4 +110,4 @@ def test_a_config_without_workspace_is_refused(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(minimal_config(storage_root="s3://bucket/olmix")))
     result = run_sync(str(path))
-    assert result.exit_code == 1 and "workspace: required" in result.output
+    assert result.exit_code == 1 and "beaker.workspace: required" in result.output

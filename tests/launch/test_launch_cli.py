@@ -65,7 +65,7 @@ def test_validate_prints_resolved_config(tmp_path):
         ({"max_tokens": 10_000}, "token caps"),
         ({"sources": [{"name": "alpha", "paths": ["/nowhere/*.bin"]}]}, "leaf 'alpha' matches no file"),
         ({"sourcez": []}, "sourcez: unknown key"),
-        ({"eval_sources": {"heldout": ["/nowhere/val.bin"]}}, "eval_sources: no file at heldout: /nowhere/val.bin"),
+        ({"eval_sources": {"heldout": ["/nowhere/val.bin"]}}, "evaluation.sources: no file at heldout: /nowhere/val.bin"),
     ],
 )
 def test_validate_errors_exit_1(tmp_path, overrides, match):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 
 import pytest
 import yaml
@@ -100,7 +99,8 @@ def test_fixed_weight_of_a_source_with_topics_is_not_silently_dropped(tmp_path, 
     with caplog.at_level("WARNING", logger="olmix_core.stages.fits"):
         opts = fit_options(config)
     assert opts.constraints.fixed_weights == {}
-    assert "web" in caplog.text and "--fixed-weight" in caplog.text
+    assert "web" in caplog.text and "fit.constraints.fixed_weights per topic" in caplog.text
+    assert "--" not in caplog.text  # a library warning names the config field, not a CLI flag
 
 
 def test_demo_data_dir_only_for_configs_entirely_on_demo_data(tmp_path):
@@ -121,7 +121,8 @@ def _local_tiny(tmp_path, variants: int, steps: int) -> str:
     cfg = json.loads(text)
     batch = cfg["training"]["global_batch_size"]
     cfg.update(variants=variants, max_tokens=steps * batch, storage_root=str(tmp_path / "store"))
-    cfg["fit"] = {**cfg.get("fit", {}), "metrics": [cfg["fit"]["objective"]]}
+    filtering = cfg["fit"]["filtering"]
+    filtering["metrics"] = [filtering["objective"]]
     path = tmp_path / "local-tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     ExperimentConfig.from_yaml(path)
@@ -153,10 +154,10 @@ def test_launch_group_with_real_trainer(tmp_path):
 
 @pytest.mark.slow
 def test_olmix_swarm_end_to_end_on_local_tiny(tmp_path):
-    """The whole cycle with real training: 8 variants (the fit needs more runs than domains), 40 steps."""
+    """The whole cycle with real training: 8 variants (the fit needs more runs than domains), 40 steps. Its time
+    target is printed by `python bench/local_swarm.py --steps 40`."""
     path = _local_tiny(tmp_path, variants=8, steps=40)
     out = tmp_path / "out"
-    started = time.monotonic()
     r = CliRunner().invoke(cli, ["swarm", "--config", path, "--output-dir", str(out)])
     assert r.exit_code == 0, r.output
     for name in ("mixtures.json", "ratios.csv", "metrics.csv", "proposed_weights.json", "predicted_performance.json", "verify.json"):
@@ -165,4 +166,3 @@ def test_olmix_swarm_end_to_end_on_local_tiny(tmp_path):
     assert verify["n_runs"] == 8 and 1 <= verify["rank"] <= 9
     assert verify["actual_objective"] > 0 and verify["predicted_objective"] is not None
     assert "verify (" in r.output and "rank" in r.output
-    assert time.monotonic() - started < 400

@@ -96,7 +96,7 @@ def test_the_layout_is_what_results_pull_reads(tmp_path, where, request):
     root = request.getfixturevalue("s3_endpoint") if where == "s3" else str(tmp_path / "store")
     config, swarm, _ = make_swarm(root)
     prefix = f"{root}/evals"
-    config = ExperimentConfig.from_dict({**config.model_dump(mode="json"), "eval_results_prefix": prefix})
+    config = ExperimentConfig.from_dict({**(d := config.model_dump(mode="json")), "evaluation": {**d["evaluation"], "results_prefix": prefix}})
     runs = swarm.run_names()
     losses = {}
     for i, run in enumerate(runs[:4]):
@@ -183,10 +183,10 @@ def test_local_backend_evaluates_reports_failures_and_skips_what_is_done(tmp_pat
 
 def test_local_backend_config_errors_are_named(tmp_path, ckpt_folder):
     config, swarm, _ = _swarm(str(tmp_path / "store"), ckpt_folder, tmp_path, states=("succeeded",), corrupt=())
-    no_sets = ExperimentConfig.from_dict({**config.model_dump(mode="json"), "eval_sources": {}})
-    with pytest.raises(ConfigError, match="offline_eval.sources: no offline eval sets"):
+    no_sets = ExperimentConfig.from_dict({**(d := config.model_dump(mode="json")), "evaluation": {**d["evaluation"], "sources": {}}})
+    with pytest.raises(ConfigError, match="evaluation.offline.sources: no offline eval sets"):
         evaluate_group(no_sets, swarm)  # a config problem stops everything before any run is touched
-    with pytest.raises(ConfigError, match="offline_eval.bytes_per_token: labels \\['nope'\\]"):
+    with pytest.raises(ConfigError, match="evaluation.offline.bytes_per_token: labels \\['nope'\\]"):
         evaluate_group(ExperimentConfig.from_dict({**config.model_dump(mode="json"), "offline_eval": {"bytes_per_token": {"nope": 4.0}}}), swarm)
     with pytest.raises(ConfigError, match="dashboard"):
         evaluate_group(config, swarm, dashboard="bad name")
@@ -266,5 +266,5 @@ def test_beaker_backend_needs_a_remote_results_prefix(tmp_path, ckpt_folder, s3_
     config, swarm, _ = _swarm(s3_endpoint, ckpt_folder, tmp_path, states=("succeeded",), corrupt=(), launcher="beaker",
                               workspace="ai2/w", budget="ai2/b", cluster="ai2/jupiter", beaker={"user": "u"},
                               eval_results_prefix=str(tmp_path / "evals"))
-    with pytest.raises(ConfigError, match="eval_results_prefix: Beaker eval jobs must write to s3://"):
+    with pytest.raises(ConfigError, match="evaluation.results_prefix: Beaker eval jobs must write to s3://"):
         evaluate_group(config, swarm, backend="beaker")

@@ -42,7 +42,7 @@ def test_local_offline_eval_feeds_results_pull_and_fit(trained, tmp_path):
 
     for spec in specs:
         model = load_model(resolve_checkpoint(spec.checkpoint_dir))
-        docs = split_documents(read_tokens(config.eval_sources["a"], "uint16"), 256, 256)
+        docs = split_documents(read_tokens(config.evaluation.sources["a"], "uint16"), 256, 256)
         padded = domain_loss(model, "a", docs, 384, batch_size=16, device="cpu")
         in_loop = json.loads((tmp_path / "store" / config.name / GROUP / "runs" / spec.run_name / "result.json").read_text())["metrics"]["eval/lm/a/CE loss"]
         assert padded.ce_loss * padded.tokens / (padded.tokens + padded.documents) == pytest.approx(in_loop, abs=1e-4)
