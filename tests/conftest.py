@@ -1,4 +1,4 @@
-"""Shared fixtures: a real S3 endpoint (moto's server mode on 127.0.0.1), small configs."""
+"""Shared fixtures: a real S3 endpoint (moto's server mode on 127.0.0.1), token files; configs: tests/builders.py."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import socket
 import uuid
 
 import pytest
+
+from tests.builders import minimal_config  # noqa: F401  (tests import it from here too)
 
 
 def _free_port() -> int:
@@ -58,21 +60,3 @@ def token_files(tmp_path):
         p.parent.mkdir(parents=True, exist_ok=True)
         np.arange(n, dtype=np.uint32).tofile(p)
     return root
-
-
-def minimal_config(**overrides) -> dict:
-    cfg = {
-        "name": "test-swarm",
-        "variants": 8,
-        "max_tokens": 1_000_000,
-        "sources": [
-            {"name": "wiki", "paths": ["/data/wiki/*.bin"]},
-            {"name": "code", "paths": ["/data/code/*.bin"]},
-            {"name": "web", "topics": [{"name": "science", "paths": ["/data/web/sci/*.bin"]}, {"name": "sports", "paths": ["/data/web/sp/*.bin"]}]},
-        ],
-        "priors": {"token_counts": {"wiki": 2_000_000, "code": 1_000_000, "web:science": 3_000_000, "web:sports": 500_000}},
-    }
-    cfg.update(overrides)
-    return cfg
-
-

@@ -9,16 +9,14 @@ from pathlib import Path
 import pytest
 
 from olmix_core.config import ExperimentConfig
-from tests.conftest import minimal_config
+from tests.builders import experiment_config
 
-FAKE_TRAINER = [sys.executable, str(Path(__file__).with_name("fake_trainer.py"))]
+FAKE_TRAINER = [sys.executable, str(Path(__file__).parents[1] / "fakes" / "trainer.py")]
 
 
 def launch_config(tmp_path: Path, **overrides) -> ExperimentConfig:
-    cfg = minimal_config(**{"variants": 3, "storage_root": str(tmp_path / "store"), **overrides})
-    cfg.setdefault("training", {})
-    cfg["training"].setdefault("threads_per_run", 1)
-    return ExperimentConfig.from_dict(cfg)
+    training = {"threads_per_run": 1, **overrides.pop("training", {})}
+    return experiment_config(tmp_path / "store", **{"variants": 3, **overrides, "training": training})
 
 
 def wait_supervisor_exit(launcher, timeout_s: float = 30.0) -> None:

@@ -17,6 +17,7 @@ from olmix_core.launch.local import LocalLauncher
 from olmix_core.runspec import RunState
 from olmix_core.stages import fit_options
 from olmix_core.swarm import demo_data_dir, run_swarm
+from tests.builders import local_tiny
 from tests.launch.conftest import FAKE_TRAINER, launch_config
 
 OBJECTIVE = "eval/lm/target/CE loss"
@@ -115,12 +116,7 @@ def test_demo_data_dir_only_for_configs_entirely_on_demo_data(tmp_path):
 
 def _local_tiny(tmp_path, variants: int, steps: int) -> str:
     """configs/examples/local-tiny.yaml with its data and store under tmp_path, fewer variants and steps."""
-    with open(os.path.join(os.path.dirname(__file__), "../../configs/examples/local-tiny.yaml")) as f:
-        cfg = yaml.safe_load(f)
-    text = json.dumps(cfg).replace(".olmix/demo-data", str(tmp_path / "demo-data"))
-    cfg = json.loads(text)
-    batch = cfg["training"]["global_batch_size"]
-    cfg.update(variants=variants, max_tokens=steps * batch, storage_root=str(tmp_path / "store"))
+    cfg = local_tiny(tmp_path / "demo-data", tmp_path / "store", steps=steps, variants=variants)
     filtering = cfg["fit"]["filtering"]
     filtering["metrics"] = [filtering["objective"]]
     path = tmp_path / "local-tiny.yaml"

@@ -7,14 +7,14 @@ import numpy as np
 from olmix_core.config import ExperimentConfig
 from olmix_core.runspec import RunStatus, build_run_specs, write_run_specs
 from olmix_core.store import SwarmStore
-from tests.conftest import minimal_config
+from tests.builders import experiment_config
 
 GROUP = "0a1b2c3d"
 LEAVES = ["wiki", "code", "web:science", "web:sports"]
 
 
 def make_config(storage_root: str, **overrides) -> ExperimentConfig:
-    return ExperimentConfig.from_dict(minimal_config(storage_root=storage_root, variants=6, **overrides))
+    return experiment_config(storage_root, **{"variants": 6, **overrides})
 
 
 def make_mixtures(n: int, seed: int = 0) -> list[dict[str, list[float]]]:

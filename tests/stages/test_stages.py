@@ -16,15 +16,14 @@ from olmix_core.runspec import RunProgress, RunState, RunStatus
 from olmix_core.stages.runs import PollProgress
 from olmix_core.stages.watch import landed_results, mark_seen
 from olmix_core.store import SwarmStore
-from tests.conftest import minimal_config
+from tests.builders import experiment_config
 
 OBJECTIVE = "eval/lm/target/CE loss"
 
 
 def _config(tmp_path, **overrides) -> ExperimentConfig:
     fields = {"variants": 10, "fit": {"regression_type": "log_linear", "objective": OBJECTIVE}, **overrides}
-    cfg = minimal_config(storage_root=str(tmp_path / "store"), **fields)
-    return ExperimentConfig.from_dict(cfg)
+    return experiment_config(tmp_path / "store", **fields)
 
 
 def _stored_files(swarm: SwarmStore) -> list[str]:

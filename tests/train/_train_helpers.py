@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from olmix_core.config import ExperimentConfig
 from olmix_core.runspec import RunSpec, build_run_specs, write_run_specs
 from olmix_core.store import SwarmStore
+from tests.builders import local_tiny
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "configs" / "examples" / "local-tiny.yaml"
@@ -19,10 +18,7 @@ EVEN_MIX = {leaf: [0.2, 1.0] for leaf in "abcde"}
 
 def tiny_config(demo_dir: Path, storage_root: Path, **overrides: Any) -> ExperimentConfig:
     """configs/examples/local-tiny.yaml pointed at `demo_dir`, with overrides (`training` merged key by key)."""
-    data = yaml.safe_load(EXAMPLE.read_text().replace(".olmix/demo-data", str(demo_dir)))
-    data["storage_root"] = str(storage_root)
-    training = {**data.get("training", {}), **overrides.pop("training", {})}
-    return ExperimentConfig.from_dict({**data, **overrides, "training": training})
+    return ExperimentConfig.from_dict(local_tiny(demo_dir, storage_root, **overrides))
 
 
 def make_spec(config: ExperimentConfig, mixture: dict[str, list[float]] | None = None, variant: int = 0) -> RunSpec:
