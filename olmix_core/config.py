@@ -264,6 +264,8 @@ def move_legacy_keys(data: dict[str, Any], source: str = "config") -> dict[str, 
     for key in moved:
         block, new = LEGACY_KEYS[key]
         target = out.get(block)
+        if isinstance(target, BaseModel):
+            target = target.model_dump(exclude_unset=True)
         target = dict(target) if isinstance(target, dict) else ({} if target is None else target)
         if not isinstance(target, dict):
             return data  # a malformed block: let validation name it

@@ -34,7 +34,7 @@ def _storage_root_option(fn):
 
 @launch.command("run")
 @config_option
-@click.option("--launcher", "launcher_kind", type=click.Choice(["local", "beaker"]), default=None, help="Backend (default: the config's `launcher`).")
+@click.option("--launcher", "launcher_kind", type=click.Choice(["local", "beaker"]), default=None, help="Launcher (default: the config's `launcher`).")
 @click.option("--mixtures", "mixtures_path", default=None, help="A mixtures.json to run instead of sampling (list of {leaf: [weight, repetition]}).")
 @click.option("--group-id", default=None, help="Resume this group: reuses its stored mixtures and skips runs already queued, running or done.")
 @click.option("--dry-run", is_flag=True, help="Print the run specs (JSON) and write or submit nothing.")
