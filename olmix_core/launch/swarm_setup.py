@@ -25,7 +25,9 @@ from olmix_core.runspec import (
     RunStatus,
     build_run_specs,
     now_iso,
+    read_statuses,
     write_run_specs,
+    write_status,
 )
 from olmix_core.sampling import Mixture, generate_mixtures
 from olmix_core.store import ArtifactStore, SwarmStore
@@ -202,8 +204,10 @@ def write_metadata(
 def prepare_swarm(
     config: ExperimentConfig, group_id: str | None = None, mixtures: list[Mixture] | None = None, launcher: str | None = None
 ) -> tuple[SwarmStore, list[RunSpec]]:
-    """All stages up to submission: priors, mixtures, specs, config and metadata in the store."""
+    """All stages up to submission: priors, mixtures, specs, config and metadata in the store (first checked to be
+    writable, so a read-only or impossible storage_root fails before any work)."""
     swarm = open_swarm(config, group_id)
+    swarm.store.check_writable()
     priors = store_priors(config, swarm)
     mixes = store_mixtures(config, swarm, priors, mixtures)
     specs = store_run_specs(config, swarm, mixes)
@@ -248,6 +252,7 @@ def submit_swarm(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpe
     """Submit the group: new runs are submitted, runs that failed, were preempted or canceled are submitted again
     while they have attempts left (`max_attempts`), queued/running/succeeded runs are left alone. Job ids and URLs
     go into metadata.json."""
+    fail_unreadable_results(swarm)
     statuses = launcher.submit(specs)
     retry = [s for s in specs if statuses[s.run_name].state in RETRY_STATES and statuses[s.run_name].attempts < config.max_attempts]
     if retry:
@@ -258,6 +263,21 @@ def submit_swarm(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpe
         fields["jobs"] = {**swarm.metadata().get("jobs", {}), **jobs}
     swarm.update_metadata(**fields)
     return statuses
+
+
+def fail_unreadable_results(swarm: SwarmStore) -> list[str]:
+    """Succeeded runs whose result.json cannot be read are marked failed, so this submission trains them again (a
+    run without readable results would otherwise drop out of every table for good). Returns their names."""
+    corrupt: dict[str, str] = {}
+    results = swarm.read_run_files("result.json", corrupt)
+    statuses = read_statuses(swarm)
+    for run, data in results.items():
+        if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+            corrupt[run] = f"{swarm.url('runs', run, 'result.json')}: not a result record (no metrics)"
+    bad = sorted(run for run in corrupt if run in statuses and statuses[run].state == RunState.succeeded)
+    for run in bad:
+        write_status(swarm, statuses[run], state=RunState.failed, reason=f"unreadable result.json, trained again: {corrupt[run]}")
+    return bad
 
 
 def emit_eval_script(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpec], output_dir: str) -> str:

@@ -213,7 +213,7 @@ def test_default_tasks_header_and_errors(tmp_path, stubs):
     tasks = default_offline_tasks()
     assert len(tasks) == 109 and all(f"\n    {t}\n" in text for t in tasks)
     assert text.startswith("#!/usr/bin/env bash\n")
-    for line in ("# Evaluation script for swarm: test-swarm", f"# Group ID: {G}", "# Generated: 2026-01-31T12:00:00", "# Variants: 2", f'DASHBOARD=olmix-{G}'):
+    for line in ("# Evaluation script for the swarm named in SWARM below.", "SWARM=test-swarm", f"# Group ID: {G}", "# Generated: 2026-01-31T12:00:00", "# Variants: 2", f'DASHBOARD=olmix-{G}'):
         assert line in text
     path = write_eval_script(config, G, beaker_user="kyle", output_dir=str(tmp_path))
     proc, calls = stubs.run(path, "--bogus")
