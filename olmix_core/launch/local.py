@@ -119,10 +119,13 @@ class LocalLauncher(Launcher):
             if st.state == RunState.running and self._process_gone(st):
                 dead.append(name)
         if dead:
-            results = self.swarm.read_run_files("result.json")
+            unreadable: dict[str, str] = {}
+            results = self.swarm.read_run_files("result.json", unreadable)
             for name in dead:
                 st = out[name]
-                if name in results:
+                if name in unreadable:
+                    out[name] = self._write(st, state=RunState.failed, reason=f"process died (pid {st.job_id}); {unreadable[name]}")
+                elif name in results:
                     out[name] = self._write(st, state=RunState.succeeded, reason=None)
                 else:
                     out[name] = self._write(st, state=RunState.failed, reason=f"process died (pid {st.job_id}) {_log_tail(self.swarm, name)}".strip())

@@ -252,7 +252,7 @@ def submit_swarm(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpe
     """Submit the group: new runs are submitted, runs that failed, were preempted or canceled are submitted again
     while they have attempts left (`max_attempts`), queued/running/succeeded runs are left alone. Job ids and URLs
     go into metadata.json."""
-    fail_unreadable_results(swarm)
+    repair_run_files(swarm)
     statuses = launcher.submit(specs)
     retry = [s for s in specs if statuses[s.run_name].state in RETRY_STATES and statuses[s.run_name].attempts < config.max_attempts]
     if retry:
@@ -265,19 +265,25 @@ def submit_swarm(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpe
     return statuses
 
 
-def fail_unreadable_results(swarm: SwarmStore) -> list[str]:
-    """Succeeded runs whose result.json cannot be read are marked failed, so this submission trains them again (a
-    run without readable results would otherwise drop out of every table for good). Returns their names."""
+def repair_run_files(swarm: SwarmStore) -> dict[str, str]:
+    """Before a (re)submission, statuses that a corrupt file made wrong are rewritten: a run whose status.json cannot
+    be read but whose result.json can is succeeded again (without training); a succeeded run whose result.json cannot
+    be read is failed, so this submission trains it again (it would otherwise drop out of every table for good). A
+    run with neither readable is left failed-unreadable, which the submission queues again. {run: what was done}."""
     corrupt: dict[str, str] = {}
     results = swarm.read_run_files("result.json", corrupt)
-    statuses = read_statuses(swarm)
     for run, data in results.items():
         if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
             corrupt[run] = f"{swarm.url('runs', run, 'result.json')}: not a result record (no metrics)"
-    bad = sorted(run for run in corrupt if run in statuses and statuses[run].state == RunState.succeeded)
-    for run in bad:
-        write_status(swarm, statuses[run], state=RunState.failed, reason=f"unreadable result.json, trained again: {corrupt[run]}")
-    return bad
+    done: dict[str, str] = {}
+    for run, st in read_statuses(swarm).items():
+        if st.extra.get("unreadable") and run in results and run not in corrupt:
+            write_status(swarm, RunStatus(run_name=run, state=RunState.succeeded, attempts=1, reason="status re-created from result.json"))
+            done[run] = "status re-created from its result.json"
+        elif st.state == RunState.succeeded and run in corrupt:
+            write_status(swarm, st, state=RunState.failed, reason=f"unreadable result.json, trained again: {corrupt[run]}")
+            done[run] = "unreadable result.json: trained again"
+    return done
 
 
 def emit_eval_script(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpec], output_dir: str) -> str:
