@@ -87,9 +87,10 @@ def store_faults() -> tuple[type[BaseException], ...]:
     return tuple(faults)
 
 
-def describe_fault(url: str, action: str, exc: BaseException) -> str:
-    """One line: what failed where, why, and what to check."""
+def describe_fault(url: str, action: str, exc: BaseException, setting: str | None = "storage_root") -> str:
+    """One line: what failed where, why, and what to check (`setting`: the config field that names the place)."""
     why = " ".join(str(exc).split()) or type(exc).__name__
+    field = f" ({setting})" if setting else ""
     if url.startswith("s3://"):
         endpoint = s3_endpoint()
         hint = (f"check that the S3 endpoint {endpoint} (AWS_ENDPOINT_URL) is up and reachable" if endpoint
@@ -97,13 +98,13 @@ def describe_fault(url: str, action: str, exc: BaseException) -> str:
     elif url.startswith(("gs://", "gcs://")):
         hint = "check your network, that the bucket exists and that the Google credentials may use it"
     elif isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        hint = "check that the folder is writable by you (storage_root)"
-    elif isinstance(exc, OSError) and exc.errno in (errno.ENOTDIR, errno.ENAMETOOLONG, errno.EINVAL):
-        hint = "check that storage_root is a folder path that can exist (no file in its parents, names not too long)"
+        hint = f"check that the folder is writable by you{field}"
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOTDIR, errno.ENAMETOOLONG, errno.EINVAL, errno.EISDIR, errno.EEXIST):
+        hint = f"check that the path{field} can exist: no file among its parents, no name too long"
     elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         hint = "free some disk space"
     else:
-        hint = "check storage_root and that the store is reachable"
+        hint = f"check the path{field} and that the store is reachable"
     return f"{url}: could not {action} ({type(exc).__name__}: {why}); {hint}"
 
 

@@ -27,7 +27,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(1)
         except store_faults() as e:
             where = getattr(e, "filename", None) or "the store"
-            click.echo(f"error: {describe_fault(str(where), 'read or write', e)}", err=True)
+            click.echo(f"error: {describe_fault(str(where), 'read or write', e, setting=None)}", err=True)
             sys.exit(1)
 
     return wrapper

@@ -187,3 +187,13 @@ def test_beaker_user_on_a_local_config_is_said_to_be_unused(tmp_path):
     assert r.exit_code == 0, r.output
     assert "warning: --beaker-user 'kyle' is not used: the config's launcher is local" in r.output
     assert "warning" not in CliRunner().invoke(cli, args).output
+
+
+def test_an_os_error_outside_the_store_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    path = _write(tmp_path, minimal_config(storage_root=str(tmp_path / "store")))
+    r = CliRunner().invoke(cli, ["mix", "generate", "--config", path, "--output", str(blocker / "m.json")])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    line = r.output.strip()
+    assert line.startswith(f"error: {blocker}") and "\n" not in line and "can exist" in line
