@@ -86,13 +86,15 @@ class LocalLauncher(Launcher):
         """Queue runs with no status yet (or `pending`); runs already queued, running or finished are left alone."""
         current = self.status()
         queued = False
-        for spec in specs:
-            st = current.get(spec.run_name)
-            if st is None or st.state == RunState.pending:
-                current[spec.run_name] = self._queue(spec.run_name, attempts=(st.attempts if st else 0) + 1)
-                queued = True
-        if queued or any(current[s.run_name].state == RunState.submitted for s in specs):
-            self.ensure_supervisor()
+        try:
+            for spec in specs:
+                st = current.get(spec.run_name)
+                if st is None or st.state == RunState.pending:
+                    current[spec.run_name] = self._queue(spec.run_name, attempts=(st.attempts if st else 0) + 1)
+                    queued = True
+        finally:  # runs queued before a store error still get their supervisor
+            if queued or any(current[s.run_name].state == RunState.submitted for s in specs if s.run_name in current):
+                self.ensure_supervisor()
         return {s.run_name: current[s.run_name] for s in specs}
 
     def resubmit(self, specs: list[RunSpec]) -> dict[str, RunStatus]:
