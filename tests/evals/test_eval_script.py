@@ -146,7 +146,7 @@ def test_weka_and_local_folders(tmp_path, stubs):
     proc, calls = stubs.run(path, "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert calls == [evaluate_call(f"{store}/checkpoints/test-swarm/{G}/{run_name(i)}/step4", dry=True) for i in range(2)]
-    assert "pull them with --results-prefix s3://ai2-llm/evaluation" in Path(path).read_text()
+    assert f"note: results go to s3://ai2-llm/evaluation, not the local {store}/evals: pull with --results-prefix s3://ai2-llm/evaluation" in proc.stderr
 
 
 def test_training_checkpoint_root_and_failed_eval(tmp_path, stubs):

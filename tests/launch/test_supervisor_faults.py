@@ -24,12 +24,13 @@ def _wait_for(what, predicate, timeout_s: float = 90.0):
 
 @pytest.mark.slow
 def test_supervisor_rides_out_a_paused_store_and_uploads_the_logs(s3_process, fake_env, tmp_path):
-    # store calls fail within ~2 s while the endpoint is paused (the defaults are a few times longer)
-    for k, v in {"OLMIX_S3_CONNECT_TIMEOUT": "1", "OLMIX_S3_READ_TIMEOUT": "1", "OLMIX_S3_ATTEMPTS": "1", "OLMIX_STORE_CALL_TIMEOUT": "2"}.items():
-        fake_env.setenv(k, v)
-    fake_env.setenv("FAKE_TRAIN_SECONDS", "8")
     config = launch_config(tmp_path, variants=2, storage_root=f"s3://{s3_process.bucket}/olmix")
     swarm, specs = prepare_swarm(config)
+    # for the supervisor and the trainers: store calls fail within ~4 s while the endpoint is paused (the defaults
+    # take a few times longer); training outlasts the pause, so only the supervisor meets it
+    for k, v in {"OLMIX_S3_CONNECT_TIMEOUT": "2", "OLMIX_S3_READ_TIMEOUT": "2", "OLMIX_S3_ATTEMPTS": "1", "OLMIX_STORE_CALL_TIMEOUT": "4"}.items():
+        fake_env.setenv(k, v)
+    fake_env.setenv("FAKE_TRAIN_SECONDS", "15")
     launcher = LocalLauncher(config, swarm, train_command=FAKE_TRAINER, max_concurrency=1, poll_s=0.2)
     launcher.submit(specs)
     first = specs[0].run_name
@@ -37,7 +38,7 @@ def test_supervisor_rides_out_a_paused_store_and_uploads_the_logs(s3_process, fa
     _wait_for("the first run to start training", lambda: first_log.exists() and f"fake training {first}" in first_log.read_text())
 
     s3_process.pause()  # while the first run trains; the second waits in the queue
-    time.sleep(6)
+    time.sleep(9)
     s3_process.resume()
 
     assert launcher.supervisor is not None and launcher.supervisor.poll() is None, "the supervisor died during the outage"
