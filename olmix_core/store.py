@@ -13,7 +13,7 @@ import os
 import posixpath
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -41,6 +41,10 @@ def _env_float(name: str, default: float) -> float:
 
 def s3_endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+if TYPE_CHECKING:
+    from olmix_core.metadata import SwarmMetadata
 
 
 def storage_options_for(url: str) -> dict[str, Any]:
@@ -287,7 +291,7 @@ class ArtifactStore:
 
 
 class SwarmStore:
-    """The layout of one swarm (`{root}/{name}/{group id}/...`, see DESIGN.md)."""
+    """The layout of one swarm (`{root}/{name}/{group id}/...`, see docs/design.md)."""
 
     def __init__(self, store: ArtifactStore, swarm_name: str, group_id: str) -> None:
         self.store = store
@@ -330,18 +334,15 @@ class SwarmStore:
         """`runs/*/{filename}` for every run, in bulk (one listing, one batched read); see `ArtifactStore.find_json`."""
         return self.store.find_json(self.key("runs"), filename, corrupt)
 
-    def update_metadata(self, **fields: Any) -> dict[str, Any]:
-        meta = self.store.read_json_or(self.key(self.METADATA), {})
-        meta.update(fields)
-        self.store.write_json(self.key(self.METADATA), meta)
-        return meta
+    def metadata(self) -> SwarmMetadata:
+        """metadata.json, typed (written only by `olmix_core.metadata.update_metadata`)."""
+        from olmix_core.metadata import read_metadata
 
-    def metadata(self) -> dict[str, Any]:
-        return self.store.read_json_or(self.key(self.METADATA), {})
+        return read_metadata(self)
 
 
 def find_swarm(storage_root: str, group_id: str) -> SwarmStore:
-    """Locate a swarm by group id alone (for commands given only `--group-id`)."""
+    """Locate a swarm by group id alone (for commands given only a group id)."""
     store = ArtifactStore(storage_root)
     check_group_id(group_id)
     names = [name for name in store.list() if group_id in store.list(name)]

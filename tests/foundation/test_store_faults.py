@@ -11,7 +11,7 @@ import pytest
 
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import StoreError
-from olmix_core.launch.swarm_setup import prepare_swarm
+from olmix_core.stages.setup import prepare_swarm
 from olmix_core.store import ArtifactStore
 from tests.conftest import minimal_config
 
