@@ -197,3 +197,19 @@ def test_an_os_error_outside_the_store_is_one_line(tmp_path):
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
     line = r.output.strip()
     assert line.startswith(f"error: {blocker}") and "\n" not in line and "can exist" in line
+
+
+def test_dry_run_of_a_huge_swarm_prints_a_summary_and_writes_specs_on_request(tmp_path):
+    path = _write(tmp_path, minimal_config(variants=1000, storage_root=str(tmp_path / "store")))
+    r = CliRunner().invoke(cli, ["launch", "run", "--config", path, "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert len(r.output) < 3000 and "dry run: 1000 runs of test-swarm" in r.output and "... and 997 more" in r.output
+    assert "--specs-out FILE" in r.output and "web:science" in r.output  # the per-leaf summary
+    out = tmp_path / "new" / "specs.json"
+    r = CliRunner().invoke(cli, ["launch", "run", "--config", path, "--dry-run", "--specs-out", str(out)])
+    assert r.exit_code == 0, r.output
+    specs = json.loads(out.read_text())
+    assert len(specs) == 1000 and specs[-1]["variant"] == 999 and f"specs: {out}" in r.output
+    assert not (tmp_path / "store" / "test-swarm").exists()
+    r = CliRunner().invoke(cli, ["launch", "run", "--config", path, "--specs-out", str(out)])
+    assert r.exit_code == 1 and "use it with --dry-run" in r.output
