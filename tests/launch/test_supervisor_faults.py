@@ -7,8 +7,8 @@ import time
 import pytest
 
 from olmix_core.launch.local import SUPERVISOR_LOG_KEY, LocalLauncher, _local_log_path
-from olmix_core.stages.setup import prepare_swarm
 from olmix_core.runspec import RunState, read_statuses
+from olmix_core.stages.setup import prepare_swarm
 from tests.launch.conftest import FAKE_TRAINER, launch_config
 
 
