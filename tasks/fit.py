@@ -8,11 +8,12 @@ verification use exactly what the models were fitted on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from pydantic import BaseModel
 
 from olmix_core.config import ExperimentConfig
@@ -49,6 +50,19 @@ class ProposalSummary(BaseModel):
     predicted_url: str
 
 
+def progress_artifact(key: str, what: str, step: float = 0.05) -> Callable[[float, str], None]:
+    """A progress artifact fed by olmix_core's `progress(fraction, message)` hook (updates at least `step` apart)."""
+    artifact_id = create_progress_artifact(0.0, key=key, description=f"{what}: starting")
+    last = [0.0]
+
+    def update(fraction: float, message: str) -> None:
+        if fraction - last[0] >= step or fraction >= 1.0:
+            last[0] = fraction
+            update_progress_artifact(artifact_id, round(100 * fraction, 1), description=f"{what}: {message}")
+
+    return update
+
+
 def _priors(swarm: SwarmStore) -> dict[str, Any]:
     return swarm.store.read_json(swarm.key(SwarmStore.PRIORS))
 
@@ -65,7 +79,8 @@ def fit_swarm(config: ExperimentConfig, group_id: str, tables_sha256: str) -> Fi
     for name, text in tables.items():
         swarm.store.write_text(swarm.fit_key(fit_id, name), text)
     result = run_fit(swarm.url("fits", fit_id, "ratios.csv"), swarm.url("fits", fit_id, "metrics.csv"), swarm.url("fits", fit_id),
-                     FitOptions(**options, fit_only=True), priors=_priors(swarm))
+                     FitOptions(**options, fit_only=True), priors=_priors(swarm),
+                     progress=progress_artifact(artifact_key(group_id, "fit-progress"), f"fit {fit_id}"))
     report = result.report  # JSON-safe: NaN scores are None
     cv = {m: info["cv"] for m, info in report["metrics"].items()}
     chosen = {m: info["chosen"] for m, info in report["metrics"].items()}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +104,24 @@ def _options(values: dict[str, Any], source: str) -> tuple[dict[str, Any], Any]:
     return paths, FitOptions.from_dict(opts, source)
 
 
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[float, str], None]]:
+    """A tqdm bar on stderr for `run_fit`'s progress hook; it appears only when the fit takes over 2 s and stderr
+    is a terminal (tqdm's own rule), so scripts and logs stay clean."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, delay=2.0, file=sys.stderr, disable=None, unit="%", bar_format="{l_bar}{bar}| {elapsed}")
+
+    def update(fraction: float, message: str) -> None:
+        bar.set_description_str(message[:60], refresh=False)
+        bar.update(max(0.0, 100 * fraction - bar.n))
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
 @click.command()
 @click.option(
     "--config",
@@ -198,7 +219,10 @@ def fit(ctx: click.Context, config_file: str | None, **cli: Any) -> None:
     for k in ("ratios", "metrics", "output_dir"):
         if not paths[k]:
             raise ConfigError(f"--{k.replace('_', '-')} is required (on the command line or in --config)")
-    result = run_fit(paths["ratios"], paths["metrics"], paths["output_dir"], options, priors=paths["priors"])
+    with _progress_bar() as progress:
+        result = run_fit(
+            paths["ratios"], paths["metrics"], paths["output_dir"], options, priors=paths["priors"], progress=progress
+        )
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     for m, info in result.report["metrics"].items():

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from olmix_core.errors import ConfigError, DataError
 from olmix_core.fit.constraints import Bounds, Constraints, resolve_bounds
-from olmix_core.fit.fitting import FittedModels, fit_models
+from olmix_core.fit.fitting import FittedModels, Progress, fit_models
 from olmix_core.fit.objective import Objective, build_objective
 from olmix_core.fit.proposers import PROPOSER_TYPES, Problem, Proposal, exact_possible, propose
 from olmix_core.fit.regressors import REGRESSION_TYPES
@@ -245,12 +245,15 @@ def run_fit(
     output_dir: str | Path,
     options: FitOptions | dict[str, Any] | None = None,
     priors: str | Path | dict[str, Any] | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> FitResult:
     """Fit one model per metric, propose a mixture (unless `fit_only`), and write into `output_dir` (a folder or
     an fsspec URL such as s3://bucket/swarm/fits/x):
 
     fit_report.json, models/ (reload with `FittedModels.load`), proposed_weights.json, predicted_performance.json
     and plots/*.png. Bad tables raise DataError; constraints no mixture meets raise InfeasibleError (before fitting).
+    `progress(fraction, message)` follows the work (the fit is 90% of it, the proposal the rest).
     """
     if options is None:
         options = FitOptions()
@@ -271,6 +274,7 @@ def run_fit(
         n_jobs=options.n_jobs,
         candidates=options.candidates,
         selection=options.selection,
+        progress=None if progress is None else (lambda f, msg: progress(0.9 * f if setup else f, msg)),
     )
     t_fit = time.perf_counter() - t0
     from olmix_core.fit.report import interaction_matrix, write_plots
@@ -293,7 +297,11 @@ def run_fit(
     weights_plot = None
     pareto_plot = None
     if setup is not None:
+        if progress:
+            progress(0.9, f"proposing ({options.proposer_type} proposer)")
         proposal, predicted, info, weights_plot, pareto_plot = _propose_on(table, models, setup, options)
+        if progress:
+            progress(1.0, f"proposed ({proposal.proposer} proposer)")
         report["seconds"]["propose"] = info.pop("seconds")
         report["proposer"] = info
     out_str = str(output_dir)
