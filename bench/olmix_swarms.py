@@ -103,7 +103,18 @@ def main() -> None:
                     oof[method][te] = models.predict(table.X[te])
             timing[method][0] += c.wall
             timing[method][1] += c.cpu
-        print(f"  fold {k + 1}/{args.folds}: " + ", ".join(f"{m} {timing[m][0]:.0f}s" for m in methods), flush=True)
+        seen = np.concatenate([te for _, te in kfold(n, args.folds, args.seed)[: k + 1]])
+        running = {
+            m: np.nanmean([scores(oof[m][seen, j], table.Y[seen, j])["spearman"] for j in range(len(table.metrics))])
+            for m in methods
+        }
+        print(
+            f"  fold {k + 1}/{args.folds}: "
+            + ", ".join(f"{m} {timing[m][0]:.0f}s wall / {timing[m][1]:.0f}s CPU" for m in methods)
+            + "; mean held-out ρ so far: "
+            + ", ".join(f"{m} {v:.3f}" for m, v in running.items()),
+            flush=True,
+        )
 
     res = {
         m: {metric: scores(oof[m][:, j], table.Y[:, j]) for j, metric in enumerate(table.metrics)} for m in methods
