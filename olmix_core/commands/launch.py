@@ -144,7 +144,7 @@ def format_resolved(config: ExperimentConfig, priors: dict, max_weights: dict[st
         f"launcher: {config.launcher}; variants: {config.variants}; seed: {config.seed}",
         f"target tokens per run: {config.target_tokens:,d}; sequence length: {config.sequence_length}; dtype: {config.dtype.value}; tokenizer: {config.tokenizer}",
         f"model: {model}; threads per run: {t.threads_per_run}; device: {t.device}",
-        f"eval sources: {', '.join(config.eval_sources) or '(none)'}; objective: {config.fit.objective or 'mean of the fit metrics'}",
+        f"eval sources: {', '.join(config.eval_sources) or '(none)'}; objective: {config.fit.filtering.objective or 'mean of the fit metrics'}",
         "",
     ]
     width = max(len("leaf"), *(len(leaf) for leaf in config.leaf_names()))
