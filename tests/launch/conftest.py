@@ -16,7 +16,7 @@ FAKE_TRAINER = [sys.executable, str(Path(__file__).parents[1] / "fakes" / "train
 
 def launch_config(tmp_path: Path, **overrides) -> ExperimentConfig:
     training = {"threads_per_run": 1, **overrides.pop("training", {})}
-    return experiment_config(tmp_path / "store", **{"variants": 3, **overrides, "training": training})
+    return experiment_config(overrides.pop("storage_root", tmp_path / "store"), **{"variants": 3, **overrides, "training": training})
 
 
 def wait_supervisor_exit(launcher, timeout_s: float = 30.0) -> None:
