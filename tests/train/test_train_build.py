@@ -162,7 +162,7 @@ def test_relative_paths_resolve_against_the_working_directory(demo_dir, tmp_path
     monkeypatch.chdir(demo_dir.parent)
     config = tiny_config(demo_dir, tmp_path / "store").model_dump(mode="json")
     config["sources"] = [{"name": "a", "paths": [f"{demo_dir.name}/train/a/*.bin"]}]
-    config["eval_sources"] = {"a": [f"{demo_dir.name}/val/a.bin"]}
+    config["evaluation"]["sources"] = {"a": [f"{demo_dir.name}/val/a.bin"]}
     from olmix_core.config import ExperimentConfig
 
     spec = make_spec(ExperimentConfig.from_dict(config), {"a": [1.0, 1.0]})
