@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -17,6 +17,52 @@ _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 _RENAME = {"metric": "metrics"}
 _PATH_KEYS = ("ratios", "metrics", "priors", "output_dir")
 
+
+def _stack(decorators: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """Apply click options in the order listed (so `--help` lists them in that order)."""
+
+    def apply(fn: Any) -> Any:
+        for d in reversed(decorators):
+            fn = d(fn)
+        return fn
+
+    return apply
+
+
+# Shared with `olmix mix next` (and anything else that optimises the fit's objective under its constraints).
+objective_options = _stack(
+    [
+        click.option("--objective", help="Optimise this one metric."),
+        click.option(
+            "--opt-avg-metric",
+            is_flag=True,
+            default=None,
+            help="Optimise the average of all metrics (the default with several metrics).",
+        ),
+        click.option("--obj-weights", help="Weighted objective: 'm1=0.7,m2=0.3' or a JSON/YAML file {metric: weight}."),
+        click.option(
+            "--maximize", multiple=True, help="A metric where higher is better (repeatable); lower is better otherwise."
+        ),
+    ]
+)
+constraint_options = _stack(
+    [
+        click.option(
+            "--min-weight-per-domain", type=float, default=None, help="Every proposed weight is 0 or at least this."
+        ),
+        click.option("--fixed-weight", multiple=True, help="DOMAIN=W: fix a domain's weight (repeatable)."),
+        click.option(
+            "--target-tokens",
+            help="Tokens of the target run (e.g. 30B): caps w_i ≤ token_counts_i × repetition / target.",
+        ),
+        click.option(
+            "--repetition-factor",
+            type=float,
+            default=None,
+            help="Allowed repetitions of each domain's tokens under --target-tokens. [1]",
+        ),
+    ]
+)
 
 def _number(value: Any, what: str) -> float:
     """A number, also with a K/M/B/T suffix ("30B" = 3e10)."""
@@ -75,6 +121,12 @@ def _load_config(path: str) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def fit_options_from_cli(values: dict[str, Any], source: str = "options") -> Any:
+    """FitOptions from the values of the shared options (objective, constraints, seed...), as `olmix fit` reads them."""
+    given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if not (isinstance(v, tuple) and not v)}
+    return _options(given, source)[1]
+
+
 def _options(values: dict[str, Any], source: str) -> tuple[dict[str, Any], Any]:
     """Split CLI-named values into input paths and a FitOptions."""
     from olmix_core.fit import FitOptions
@@ -127,28 +179,8 @@ def _options(values: dict[str, Any], source: str) -> tuple[dict[str, Any], Any]:
     help="auto: exact for log-linear models, else general. [auto]",
 )
 @click.option("--metric", multiple=True, help="Fit only this metric (repeatable); default: every metric column.")
-@click.option("--objective", help="Optimise this one metric.")
-@click.option(
-    "--opt-avg-metric",
-    is_flag=True,
-    default=None,
-    help="Optimise the average of all metrics (the default with several metrics).",
-)
-@click.option("--obj-weights", help="Weighted objective: 'm1=0.7,m2=0.3' or a JSON/YAML file {metric: weight}.")
-@click.option(
-    "--maximize", multiple=True, help="A metric where higher is better (repeatable); lower is better otherwise."
-)
-@click.option("--min-weight-per-domain", type=float, default=None, help="Every proposed weight is 0 or at least this.")
-@click.option("--fixed-weight", multiple=True, help="DOMAIN=W: fix a domain's weight (repeatable).")
-@click.option(
-    "--target-tokens", help="Tokens of the target run (e.g. 30B): caps w_i ≤ token_counts_i × repetition / target."
-)
-@click.option(
-    "--repetition-factor",
-    type=float,
-    default=None,
-    help="Allowed repetitions of each domain's tokens under --target-tokens. [1]",
-)
+@objective_options
+@constraint_options
 @click.option("--kl-reg", type=float, default=None, help="λ in objective + λ·KL(x‖prior). [0]")
 @click.option(
     "--reference",
