@@ -13,7 +13,6 @@ the simplex, token caps, minimum and fixed weights, and none repeats an existing
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -311,14 +310,6 @@ def load_models(model_dir: str) -> FittedModels:
         return FittedModels.load(model_dir)
     except ArtifactMissing:
         return FittedModels.load(str(model_dir).rstrip("/") + "/models")
-
-
-def objective_std(weights: np.ndarray, stds: np.ndarray) -> float | None:
-    """Std of a weighted sum of metrics from per-metric stds (independent errors); None when none is known."""
-    s = np.asarray(stds, float)
-    if not np.isfinite(s).any():
-        return None
-    return float(math.sqrt(float(np.nansum((np.asarray(weights) * s) ** 2))))
 
 
 def write_mixtures(path: str, batch: NextBatch) -> str:

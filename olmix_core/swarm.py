@@ -77,6 +77,7 @@ class SwarmOutcome(BaseModel):
     verify: VerifyResult | None = None
     seconds: dict[str, float] = {}
     files: dict[str, str] = {}
+    rounds: list[dict[str, Any]] = []  # adaptive swarms: one `rounds.RoundSummary` per round
 
 
 def _say(progress: Progress | None, msg: str) -> None:
@@ -248,10 +249,20 @@ def run_swarm(
     train_command: list[str] | None = None,
     timeout_s: float | None = None,
     progress: Progress | None = None,
+    rounds: int = 1,
+    round_variants: int | None = None,
+    min_improvement: float = 0.0,
 ) -> SwarmOutcome:
     """The local cycle end to end. With `output_dir`, leaves there: mixtures.json, ratios.csv, metrics.csv,
     pull_report.json, the fit outputs (proposed_weights.json, predicted_performance.json, fit_report.json, models/,
-    plots/) and verify.json. `train_command` replaces `olmix train` (tests). Ctrl-C cancels the group's runs."""
+    plots/) and verify.json. `train_command` replaces `olmix train` (tests). Ctrl-C cancels the group's runs.
+
+    `rounds` > 1 makes the swarm adaptive (`olmix_core.rounds`): after the sampled swarm, each further round appends
+    `round_variants` runs (default: half the variants) chosen by batch Bayesian optimisation on everything so far,
+    stopping early when their expected improvement is below `min_improvement`; the last round's fit is verified."""
+    from olmix_core.rounds import check_rounds
+
+    check_rounds(rounds, round_variants, min_improvement)
     from olmix_core.launch.local import LocalLauncher
     from olmix_core.results import pull_results
 
@@ -287,6 +298,17 @@ def run_swarm(
         )
         fit_id, fit_dir, fit = fit_and_propose(config, swarm, report.ratios_path, report.metrics_path, output_dir)
         lap("fit")
+        if rounds > 1:
+            from olmix_core.rounds import run_rounds
+
+            (report, fit_id, fit_dir, fit), summaries = run_rounds(
+                config, swarm, launcher, (report, fit_id, fit_dir, fit), rounds, round_variants or max(1, config.variants // 2),
+                min_improvement, output_dir, timeout_s, progress,
+            )
+            outcome.rounds = [s.model_dump() for s in summaries]
+            outcome.included_runs = report.included
+            outcome.runs = {**statuses, **{n: s for n, s in launcher.status().items() if n not in statuses}}
+            lap("rounds")
         outcome.fit_id, outcome.fit_dir = fit_id, fit_dir
         outcome.proposed_weights, outcome.predicted_objective = fit.proposed_weights, fit.predicted_objective
         outcome.files.update({k: posixpath.join(fit_dir, v) for k, v in fit.files.items()})

@@ -296,6 +296,10 @@ def run_fit(
         proposal, predicted, info, weights_plot, pareto_plot = _propose_on(table, models, setup, options)
         report["seconds"]["propose"] = info.pop("seconds")
         report["proposer"] = info
+        report["uncertainty_at_proposal"] = {
+            "objective_std": predicted["objective"]["std"],
+            "metrics": {m: {"std": v["std"], "cv_mae": v["cv_mae"]} for m, v in predicted["metrics"].items()},
+        }
     out_str = str(output_dir)
     remote = "://" in out_str
     local = Path(tempfile.mkdtemp(prefix="olmix-fit-")) if remote else Path(out_str)
@@ -401,11 +405,15 @@ def _predicted_performance(problem: Problem, proposal: Proposal) -> dict[str, An
     prior_pred = models.predict(problem.prior[None, :])[0]
     ref_pred = models.predict(problem.reference[None, :])[0] if problem.reference is not None else None
     obj_cols = [ms.index(m) for m in problem.objective.metrics]
+    obj_std = std[obj_cols] * problem.objective.weights
     out: dict[str, Any] = {
         "objective": {
             "definition": problem.objective.label,
             "direction": "minimize",
             "predicted": proposal.objective,
+            # how unsure the models are at the proposal: per-metric stds (GP posterior, ensemble spread) combined
+            # as independent errors; None when no objective metric's model has an uncertainty
+            "std": None if np.isnan(obj_std).all() else float(np.sqrt(np.nansum(obj_std**2))),
             "at_prior": float(problem.objective.from_predictions(prior_pred[obj_cols][None, :])[0]),
             **(
                 {"at_reference": float(problem.objective.from_predictions(ref_pred[obj_cols][None, :])[0])}

@@ -1,0 +1,96 @@
+"""Rounds in one swarm: append a batch of mixtures to an existing group (`olmix launch run --append`).
+
+Appended runs are ordinary swarm runs (`purpose: swarm`, so result pulls and fits include them) that continue the
+group's numbering after every run it has (swarm and verify runs alike) and record their `round` in their spec.
+metadata.json lists each round's runs under `rounds`. Appending is idempotent: a mixture that is already a swarm run
+of the group is that run, so appending the same file twice (or again after a crash half-way) adds nothing new, and
+the runs of a resumed append keep the round they were first given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from olmix_core.config import ExperimentConfig
+from olmix_core.errors import ConfigError
+from olmix_core.launch.swarm_setup import _same_mixtures, check_mixtures, store_priors, store_run_specs
+from olmix_core.names import parse_run_name
+from olmix_core.runspec import RunSpec, now_iso
+from olmix_core.sampling import Mixture
+from olmix_core.store import SwarmStore
+
+ROUNDS = "rounds"  # metadata.json: [{round, runs, created}]
+
+
+class Appended(BaseModel):
+    """What an append did: the round, every run of the batch (new or already there) and which were new."""
+
+    round: int
+    specs: list[RunSpec]
+    new_runs: list[str]
+
+
+def _weights(spec: dict[str, Any]) -> Mixture:
+    return {m["leaf"]: [float(m["weight"])] for m in spec["mixture"]}
+
+
+def append_runs(config: ExperimentConfig, swarm: SwarmStore, mixtures: list[Mixture], where: str = "--mixtures") -> Appended:
+    """Add `mixtures` to the group as a new round (see the module doc); returns all of the batch's specs."""
+    if swarm.store.read_json_or(swarm.key(SwarmStore.MIXTURES), None) is None:
+        raise ConfigError(f"--append: group {swarm.group_id} has no swarm yet ({swarm.url(SwarmStore.MIXTURES)} is missing); "
+                          "launch it first (without --append)")
+    key = swarm.key(SwarmStore.CONFIG)
+    if swarm.store.exists(key) and swarm.store.read_text(key) != config.to_yaml():
+        raise ConfigError(f"--append: the config differs from the one group {swarm.group_id} ran with "
+                          f"({swarm.url(SwarmStore.CONFIG)}); appended runs must train like the others")
+    priors = store_priors(config, swarm)
+    checked = check_mixtures(config, priors["token_counts"], mixtures, where)
+    existing = swarm.read_run_files("spec.json")
+    swarm_specs = {n: s for n, s in existing.items() if s.get("purpose", "swarm") == "swarm"}
+    found: dict[int, str] = {}  # index in the batch -> existing run with that mixture
+    for i, mix in enumerate(checked):
+        for name, spec in sorted(swarm_specs.items()):
+            if _same_mixtures([_weights(spec)], [mix]):
+                found[i] = name
+                break
+    rounds = [int(s.get("round", 0)) for s in swarm_specs.values()]
+    resumed = [int(swarm_specs[n].get("round", 0)) for n in found.values() if swarm_specs[n].get("round", 0) > 0]
+    round_ = max(resumed) if resumed else max(rounds, default=0) + 1
+    todo = [mix for i, mix in enumerate(checked) if i not in found]
+    new: list[RunSpec] = []
+    if todo:
+        used = [parse_run_name(n)[2] for n in existing if _is_run_name(n)]
+        first = max([config.variants - 1, *used]) + 1
+        new = store_run_specs(config, swarm, todo, first_variant=first, round=round_)
+    by_name = {s.run_name: s for s in new}
+    specs, it = [], iter(new)
+    for i in range(len(checked)):
+        specs.append(RunSpec.model_validate(swarm_specs[found[i]]) if i in found else next(it))
+    if new:
+        meta = swarm.metadata()
+        entries = [dict(e) for e in meta.get(ROUNDS, [])]
+        entry = next((e for e in entries if e.get("round") == round_), None)
+        if entry is None:
+            entry = {"round": round_, "runs": [], "created": now_iso()}
+            entries.append(entry)
+        entry["runs"] = sorted(set(entry["runs"]) | set(by_name) | {n for n in found.values() if swarm_specs[n].get("round") == round_})
+        swarm.update_metadata(**{ROUNDS: sorted(entries, key=lambda e: e["round"])})
+    if not new:  # everything was there: the batch's round is the one its runs were given
+        round_ = max(int(swarm_specs[n].get("round", 0)) for n in found.values())
+    return Appended(round=round_, specs=specs, new_runs=sorted(by_name))
+
+
+def _is_run_name(name: str) -> bool:
+    try:
+        parse_run_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+def swarm_specs(swarm: SwarmStore) -> list[RunSpec]:
+    """Every swarm run of the group, all rounds, by variant (what the offline-eval script and the fit cover)."""
+    specs = [RunSpec.model_validate(s) for s in swarm.read_run_files("spec.json").values()]
+    return sorted((s for s in specs if s.purpose == "swarm"), key=lambda s: s.variant)
