@@ -51,6 +51,20 @@ def batch_key(swarm: SwarmStore, round_: int) -> str:
     return swarm.key("rounds", f"round-{round_}", "next.json")
 
 
+def summary_key(swarm: SwarmStore, round_: int) -> str:
+    return swarm.key("rounds", f"round-{round_}", "summary.json")
+
+
+def _recorded(swarm: SwarmStore, summary: RoundSummary) -> RoundSummary:
+    """The round's summary as first recorded (a resumed swarm's first pull already sees later rounds' runs), else
+    this one, recorded now."""
+    stored = swarm.store.read_json_or(summary_key(swarm, summary.round), None)
+    if stored is not None:
+        return RoundSummary.model_validate(stored)
+    swarm.store.write_text(summary_key(swarm, summary.round), summary.model_dump_json(indent=2) + "\n")
+    return summary
+
+
 def round_batch(
     config: ExperimentConfig,
     swarm: SwarmStore,
@@ -128,20 +142,20 @@ def run_rounds(
     for r in range(1, rounds):
         batch = round_batch(config, swarm, r, report.ratios_path, report.metrics_path, fit_dir, round_variants)
         summary = summarise(config, r - 1, report, fit_id, fit, batch)
-        summaries.append(summary)
         say(f"round {r}: expected improvement of the next {len(batch.suggestions)} runs {batch.expected_improvement:.4g} "
             f"(proposal {batch.proposal.predicted_objective:.4f} ± {batch.proposal.std:.3g})")
         if batch.expected_improvement < min_improvement:
             summary.stopped = f"expected improvement {batch.expected_improvement:.4g} < min_improvement {min_improvement:g}"
             say(f"stopping: {summary.stopped}")
+            summaries.append(_recorded(swarm, summary))
             return (report, fit_id, fit_dir, fit), summaries
         appended = append_runs(config, swarm, batch.mixtures(), f"round {r} batch")
         summary.next_runs = [s.run_name for s in appended.specs]
+        summaries.append(_recorded(swarm, summary))
         train_group(config, swarm, appended.specs, launcher, timeout_s, progress)
         report = pull_results(config, swarm, source="local", output_dir=output_dir)
         say(f"round {r}: pulled {len(report.included)} runs x {len(report.metrics)} metrics")
         fit_id, fit_dir, fit = fit_and_propose(config, swarm, report.ratios_path, report.metrics_path, output_dir)
         say(f"round {r}: fit {fit_id}, predicted objective {fit.predicted_objective:.4f}")
-    last = summarise(config, rounds - 1, report, fit_id, fit, None)
-    summaries.append(last)
+    summaries.append(_recorded(swarm, summarise(config, rounds - 1, report, fit_id, fit, None)))
     return (report, fit_id, fit_dir, fit), summaries
