@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 
 from flows._common import label_flow_run, record, resolve_config, resolve_group_id, results_source
 from flows._fit import fit_propose_verify
+from olmix_core.rounds import check_rounds
 from olmix_core.sampling import read_mixtures_file
 from olmix_core.swarm import ensure_data
 from tasks._common import in_store, open_swarm_store
@@ -40,6 +41,9 @@ def swarm(
     timeout_s: float | None = None,
     mixtures_file: str | None = None,
     launcher_options: dict[str, Any] | None = None,
+    rounds: int = 1,
+    round_variants: int | None = None,
+    min_improvement: float = 0.0,
 ) -> dict[str, Any]:
     """Run one swarm.
 
@@ -55,8 +59,13 @@ def swarm(
         timeout_s: give up polling after this many seconds (the runs keep going; re-run to wait again).
         mixtures_file: use these mixtures (JSON) instead of sampling.
         launcher_options: options of the inprocess launcher (InProcessOptions).
+        rounds: adaptive swarm: rounds in all (1 = the sampled swarm only); each further round is a sub-flow that
+            fits, chooses `round_variants` new runs by batch Bayesian optimisation and trains them (flows/adaptive.py).
+        round_variants: runs per further round (default: half the config's variants).
+        min_improvement: stop the rounds when the next batch's expected improvement (objective units) is below this.
     """
     log = get_run_logger()
+    check_rounds(rounds, round_variants, min_improvement)
     cfg = resolve_config(config)
     gid = resolve_group_id(group_id)
     kind = launcher or cfg.launcher
@@ -87,5 +96,11 @@ def swarm(
                                               "The evals watcher emits `olmix.evals.landed` when results appear, which starts the re-fit.")
         return {**outcome, "status": "awaiting offline evals"}
 
+    if rounds > 1:
+        from flows.adaptive import run_rounds
+
+        summaries = run_rounds(cfg, gid, source, kind, rounds, round_variants or max(1, cfg.variants // 2), min_improvement,
+                               launcher_options, poll_interval, timeout_s)
+        outcome["rounds"] = [s.model_dump(mode="json") for s in summaries]
     return fit_propose_verify(cfg, gid, source, only_if_new=False, force=False, verify_proposal=verify, launcher=kind,
                               launcher_options=launcher_options, timeout_s=timeout_s, known=outcome)

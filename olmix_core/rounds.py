@@ -55,16 +55,6 @@ def summary_key(swarm: SwarmStore, round_: int) -> str:
     return swarm.key("rounds", f"round-{round_}", "summary.json")
 
 
-def _recorded(swarm: SwarmStore, summary: RoundSummary) -> RoundSummary:
-    """The round's summary as first recorded (a resumed swarm's first pull already sees later rounds' runs), else
-    this one, recorded now."""
-    stored = swarm.store.read_json_or(summary_key(swarm, summary.round), None)
-    if stored is not None:
-        return RoundSummary.model_validate(stored)
-    swarm.store.write_text(summary_key(swarm, summary.round), summary.model_dump_json(indent=2) + "\n")
-    return summary
-
-
 def round_batch(
     config: ExperimentConfig,
     swarm: SwarmStore,
@@ -105,17 +95,43 @@ def best_observed(config: ExperimentConfig, metrics_path: str) -> float:
     return float(values.min())
 
 
-def summarise(config: ExperimentConfig, round_: int, report: Any, fit_id: str, fit: Any, batch: NextBatch | None) -> RoundSummary:
-    """A round's line in the summary; `report` its pull, `fit` its FitResult (proposal and predicted performance)."""
-    objective = ((fit.predicted or {}).get("objective") or {}) if fit is not None else {}
+def summarise(
+    config: ExperimentConfig,
+    round_: int,
+    metrics_path: str,
+    runs: int,
+    fit_id: str,
+    predicted: dict[str, Any] | None,
+    proposed_weights: dict[str, float] | None,
+    batch: NextBatch | None,
+) -> RoundSummary:
+    """A round's line in the summary: its fit (`predicted`: the fit's predicted_performance.json), the best
+    observed objective among its runs, and the batch chosen after it (with the posterior std at the proposal)."""
+    objective = (predicted or {}).get("objective") or {}
     return RoundSummary(
-        round=round_, runs=len(report.included), fit_id=fit_id,
-        best_observed=best_observed(config, report.metrics_path),
+        round=round_, runs=runs, fit_id=fit_id,
+        best_observed=best_observed(config, metrics_path),
         predicted_objective=objective.get("predicted"),
         proposal_std=batch.proposal.std if batch is not None else objective.get("std"),
-        proposed_weights=(fit.proposed_weights or {}) if fit is not None else {},
+        proposed_weights=proposed_weights or {},
         next_expected_improvement=None if batch is None else batch.expected_improvement,
     )
+
+
+def record_summary(swarm: SwarmStore, summary: RoundSummary) -> RoundSummary:
+    """The round's summary as first recorded (a resumed swarm's first pull already sees later rounds' runs), else
+    this one, recorded now."""
+    stored = swarm.store.read_json_or(summary_key(swarm, summary.round), None)
+    if stored is not None:
+        return RoundSummary.model_validate(stored)
+    swarm.store.write_text(summary_key(swarm, summary.round), summary.model_dump_json(indent=2) + "\n")
+    return summary
+
+
+def stop_reason(batch: NextBatch, min_improvement: float) -> str | None:
+    if batch.expected_improvement < min_improvement:
+        return f"expected improvement {batch.expected_improvement:.4g} < min_improvement {min_improvement:g}"
+    return None
 
 
 def run_rounds(
@@ -141,21 +157,23 @@ def run_rounds(
     summaries: list[RoundSummary] = []
     for r in range(1, rounds):
         batch = round_batch(config, swarm, r, report.ratios_path, report.metrics_path, fit_dir, round_variants)
-        summary = summarise(config, r - 1, report, fit_id, fit, batch)
+        summary = summarise(config, r - 1, report.metrics_path, len(report.included), fit_id, fit.predicted,
+                            fit.proposed_weights, batch)
         say(f"round {r}: expected improvement of the next {len(batch.suggestions)} runs {batch.expected_improvement:.4g} "
             f"(proposal {batch.proposal.predicted_objective:.4f} ± {batch.proposal.std:.3g})")
-        if batch.expected_improvement < min_improvement:
-            summary.stopped = f"expected improvement {batch.expected_improvement:.4g} < min_improvement {min_improvement:g}"
+        summary.stopped = stop_reason(batch, min_improvement)
+        if summary.stopped:
             say(f"stopping: {summary.stopped}")
-            summaries.append(_recorded(swarm, summary))
+            summaries.append(record_summary(swarm, summary))
             return (report, fit_id, fit_dir, fit), summaries
         appended = append_runs(config, swarm, batch.mixtures(), f"round {r} batch")
         summary.next_runs = [s.run_name for s in appended.specs]
-        summaries.append(_recorded(swarm, summary))
+        summaries.append(record_summary(swarm, summary))
         train_group(config, swarm, appended.specs, launcher, timeout_s, progress)
         report = pull_results(config, swarm, source="local", output_dir=output_dir)
         say(f"round {r}: pulled {len(report.included)} runs x {len(report.metrics)} metrics")
         fit_id, fit_dir, fit = fit_and_propose(config, swarm, report.ratios_path, report.metrics_path, output_dir)
         say(f"round {r}: fit {fit_id}, predicted objective {fit.predicted_objective:.4f}")
-    summaries.append(_recorded(swarm, summarise(config, rounds - 1, report, fit_id, fit, None)))
+    last = summarise(config, rounds - 1, report.metrics_path, len(report.included), fit_id, fit.predicted, fit.proposed_weights, None)
+    summaries.append(record_summary(swarm, last))
     return (report, fit_id, fit_dir, fit), summaries

@@ -43,6 +43,14 @@ def swarm_summary(
         lines.append(f"- offline eval script: `{outcome['eval_script']}`")
     if note:
         lines += ["", note]
+    if outcome.get("rounds"):
+        lines += ["", "## Rounds (adaptive swarm)", "", "| round | runs fitted | best observed | proposal: predicted ± std | "
+                  "next batch EI | note |", "|---|---|---|---|---|---|"]
+        for r in outcome["rounds"]:
+            std = "" if r.get("proposal_std") is None else f" ± {r['proposal_std']:.3g}"
+            ei = r.get("next_expected_improvement")
+            lines.append(f"| {r['round']} | {r['runs']} | {_fmt(r.get('best_observed'))} | {_fmt(r.get('predicted_objective'))}{std} | "
+                         f"{'—' if ei is None else f'{ei:.4g}'} | {r.get('stopped') or ''} |")
     if fit is not None:
         lines += ["", f"## Fit `{fit.fit_id}` ({fit.runs} runs)", "", "| metric | model | CV Spearman | CV MAE |", "|---|---|---|---|"]
         for m in fit.metrics:
