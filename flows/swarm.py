@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 
 from flows._common import label_flow_run, record, resolve_config, resolve_group_id, results_source
 from flows._fit import fit_propose_verify
+from olmix_core.errors import ConfigError
 from olmix_core.rounds import check_rounds
 from olmix_core.sampling import read_mixtures_file
 from olmix_core.swarm import ensure_data
@@ -66,6 +67,9 @@ def swarm(
     """
     log = get_run_logger()
     check_rounds(rounds, round_variants, min_improvement)
+    if rounds > 1 and (eval_mode != "inloop" or not wait):
+        raise ConfigError("rounds > 1 chooses each batch from the previous round's in-loop results: "
+                          "it needs eval_mode 'inloop' and wait true")
     cfg = resolve_config(config)
     gid = resolve_group_id(group_id)
     kind = launcher or cfg.launcher

@@ -62,8 +62,10 @@ def run(config_path: str, launcher_kind: str | None, mixtures_path: str | None, 
     if dry_run:
         _dry_run(config, group_id, mixtures)
         return
+    from olmix_core.launch.append import swarm_specs
+
     if append:
-        from olmix_core.launch.append import append_runs, swarm_specs
+        from olmix_core.launch.append import append_runs
         from olmix_core.launch.swarm_setup import open_swarm
 
         assert mixtures is not None
@@ -72,14 +74,12 @@ def run(config_path: str, launcher_kind: str | None, mixtures_path: str | None, 
         specs = appended.specs
         click.echo(f"group {swarm.group_id}: round {appended.round}, {len(appended.new_runs)} new runs "
                    f"({len(specs) - len(appended.new_runs)} of the {len(specs)} mixtures already in the group) -> {swarm.url()}")
-        script_specs = swarm_specs(swarm)
     else:
         swarm, specs = prepare_swarm(config, group_id, mixtures, launcher=kind)
         click.echo(f"group {swarm.group_id}: {len(specs)} runs of {config.name} -> {swarm.url()}")
-        script_specs = specs
     launcher = get_launcher(kind, config, swarm)
     statuses = submit_swarm(config, swarm, specs, launcher)
-    script = emit_eval_script(config, swarm, script_specs, eval_script_dir)
+    script = emit_eval_script(config, swarm, swarm_specs(swarm), eval_script_dir)  # every round's runs
     click.echo(f"eval script: {script}")
     click.echo(format_statuses(statuses))
     click.echo(f"follow with: olmix launch status --group-id {swarm.group_id} --config {shlex.quote(config_path)}")
