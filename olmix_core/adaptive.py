@@ -3,12 +3,13 @@
 The posterior over the objective (lower is better) is the swarm's fitted models (whatever `olmix fit` chose per
 metric) as the prior mean, plus a BoTorch Gaussian process on what they miss: the GP's mean function is the fitted
 models' objective, so the GP learns the residuals at the observed runs and its posterior std is how unsure the whole
-model is at a mixture. The batch is chosen greedily with BoTorch's q-log-noisy-expected-improvement: each pick is
-the candidate whose joint improvement over the observed runs, with the picks before it pending, is largest, so
-later picks go where the earlier ones leave something to learn (diversity comes from the joint posterior, plus a
-minimum L2 distance between all mixtures). Candidates come from a constrained sampler (Dirichlet around the prior,
-the fitted model's proposal and the best runs, repaired onto the constraints exactly), so every suggestion honours
-the simplex, token caps, minimum and fixed weights, and none repeats an existing row.
+model is at a mixture. The batch is chosen by batch Thompson sampling: one joint posterior draw per mixture over a
+pool of candidates, each pick the best of its draw among the candidates not within L2 0.01 of an existing run or an
+earlier pick — a confident model gives a tight batch near its optimum, an unsure one spreads the batch where the
+draws disagree. The batch's expected improvement is BoTorch's joint qNEI. Candidates come from a constrained
+sampler (mostly tight Dirichlet draws around the fitted model's proposal and the best runs, some wide ones around
+the prior, all repaired onto the constraints exactly), so every suggestion honours the simplex, token caps, minimum
+and fixed weights, and none repeats an existing row.
 """
 
 from __future__ import annotations
@@ -161,12 +162,16 @@ def _clean(x: np.ndarray, bounds: Bounds) -> np.ndarray:
 
 
 def candidate_pool(problem: Problem, centers: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
-    """Feasible mixtures: half wide Dirichlet draws around the prior, half tight draws around `centers`."""
+    """Feasible mixtures, mostly local: 80% tight Dirichlet draws around `centers` (the fitted proposal and the best
+    runs: a trust region, as in TuRBO, where a batch refines the model that matters for the proposal), 20% wide
+    draws around the prior (so a badly wrong model can still be corrected elsewhere); all repaired onto the
+    constraints exactly and deduplicated."""
     d = len(problem.prior)
-    parts = [sample_candidates(rng, n // 2, problem.prior, (0.05, 50.0))]
-    per = max(1, (n - n // 2) // max(1, len(centers)))
+    wide = max(1, n // 5)
+    parts = [sample_candidates(rng, wide, problem.prior, (0.05, 50.0))]
+    per = max(1, (n - wide) // max(1, len(centers)))
     for c in centers:
-        parts.append(sample_candidates(rng, per, c, (5.0, 500.0)))
+        parts.append(sample_candidates(rng, per, c, (20.0, 1000.0)))
         parts.append(c[None, :])
     X, valid = repair_rows(np.vstack(parts), problem.bounds)
     X = X[valid]
