@@ -26,10 +26,7 @@ def adaptive_round(config: ExperimentConfig, group_id: str, round_: int, source:
     fitted = fit_propose_verify(config, group_id, source, only_if_new=False, force=False, verify_proposal=False,
                                 launcher=launcher, launcher_options=launcher_options)
     batch = in_store(next_batch, config)(config, group_id, round_, fitted["fit_id"], variants)
-    fit_dir = swarm.url("fits", fitted["fit_id"])
-    predicted = swarm.store.read_json(swarm.fit_key(fitted["fit_id"], "predicted_performance.json"))
-    summary = summarise(config, round_ - 1, f"{fit_dir}/metrics.csv", fitted["results"], fitted["fit_id"], predicted,
-                        fitted["proposal"], batch)
+    summary = summarise(config, swarm, round_ - 1, fitted["fit_id"], fitted["results"], fitted["proposal"], batch)
     summary.stopped = stop_reason(batch, min_improvement)
     if summary.stopped:
         get_run_logger().info("stopping before round %d: %s", round_, summary.stopped)
@@ -56,9 +53,6 @@ def run_rounds(config: ExperimentConfig, group_id: str, source: str, launcher: s
     swarm = open_swarm_store(config, group_id)
     fitted = fit_propose_verify(config, group_id, source, only_if_new=False, force=False, verify_proposal=False,
                                 launcher=launcher, launcher_options=launcher_options)
-    fit_dir = swarm.url("fits", fitted["fit_id"])
-    predicted = swarm.store.read_json(swarm.fit_key(fitted["fit_id"], "predicted_performance.json"))
-    last = summarise(config, rounds - 1, f"{fit_dir}/metrics.csv", fitted["results"], fitted["fit_id"], predicted,
-                     fitted["proposal"], None)
+    last = summarise(config, swarm, rounds - 1, fitted["fit_id"], fitted["results"], fitted["proposal"], None)
     out.append(record_summary(swarm, last))
     return out

@@ -8,7 +8,6 @@ expected improvement falls below `min_improvement`.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from pydantic import BaseModel
 from olmix_core.adaptive import NextBatch, load_models, suggest
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError
-from olmix_core.launch.append import append_runs
+from olmix_core.stages.append import append_runs
 from olmix_core.store import SwarmStore
 
 Progress = Callable[[str], None]
@@ -55,65 +54,58 @@ def summary_key(swarm: SwarmStore, round_: int) -> str:
     return swarm.key("rounds", f"round-{round_}", "summary.json")
 
 
-def round_batch(
-    config: ExperimentConfig,
-    swarm: SwarmStore,
-    round_: int,
-    ratios_path: str,
-    metrics_path: str,
-    fit_dir: str,
-    variants: int,
-) -> NextBatch:
-    """The batch of `round_`: the stored one when the round was chosen before, else chosen now from the fit's
-    models (no refit) and stored."""
+def round_batch(config: ExperimentConfig, swarm: SwarmStore, round_: int, fit_id: str, variants: int) -> NextBatch:
+    """The batch of `round_`: the stored one when the round was chosen before, else chosen now from the saved
+    models and tables of `fit_id` (fits/{fit id}/, no refit) and stored."""
     stored = swarm.store.read_json_or(batch_key(swarm, round_), None)
     if stored is not None:
         return NextBatch.model_validate(stored)
     from olmix_core.fit import FitOptions, load_tables, prepare
-    from olmix_core.swarm import fit_options
+    from olmix_core.stages.fits import fit_options
 
+    fit_dir = swarm.url("fits", fit_id)
     options = FitOptions(**{**fit_options(config), "seed": config.seed + round_})
     priors = swarm.store.read_json(swarm.key(SwarmStore.PRIORS))
-    table = load_tables(ratios_path, metrics_path, options.metrics)
+    table = load_tables(f"{fit_dir}/ratios.csv", f"{fit_dir}/metrics.csv", options.metrics)
     setup = prepare(table, options, priors)
-    models = load_models(posixpath.join(fit_dir, "models"))
-    batch = suggest(table, models, setup, options, variants)
+    batch = suggest(table, load_models(f"{fit_dir}/models"), setup, options, variants)
     swarm.store.write_text(batch_key(swarm, round_), batch.model_dump_json(indent=2) + "\n")
     return batch
 
 
-def best_observed(config: ExperimentConfig, metrics_path: str) -> float:
-    """The best observed objective (lower is better) in a metrics table, computed as the verify step does."""
+def best_observed(config: ExperimentConfig, swarm: SwarmStore, fit_id: str) -> float:
+    """The best observed objective (lower is better) among the fit's runs, computed as the verify stage does."""
     import io
 
     import pandas as pd
 
-    from olmix_core.swarm import _read, objective_values
+    from olmix_core.stages.verification import objective_values
 
-    df = pd.read_csv(io.StringIO(_read(metrics_path)))
+    df = pd.read_csv(io.StringIO(swarm.store.read_text(swarm.fit_key(fit_id, "metrics.csv"))))
     values, _, _ = objective_values(config, df, [c for c in df.columns if c not in ("run", "name")])
     return float(values.min())
 
 
 def summarise(
     config: ExperimentConfig,
+    swarm: SwarmStore,
     round_: int,
-    metrics_path: str,
-    runs: int,
     fit_id: str,
-    predicted: dict[str, Any] | None,
-    proposed_weights: dict[str, float] | None,
+    runs: int,
+    proposed_weights: dict[str, float],
     batch: NextBatch | None,
 ) -> RoundSummary:
-    """A round's line in the summary: its fit (`predicted`: the fit's predicted_performance.json), the best
-    observed objective among its runs, and the batch chosen after it (with the posterior std at the proposal)."""
-    objective = (predicted or {}).get("objective") or {}
+    """A round's line in the summary: its fit's proposal (predicted objective, and the posterior std there from
+    the batch, else the models' own), the best observed objective among its runs, the batch chosen after it."""
+    from olmix_core.fit.predicted import read_predicted
+
+    objective = read_predicted(swarm.url("fits", fit_id, "predicted_performance.json")).objective
     return RoundSummary(
         round=round_, runs=runs, fit_id=fit_id,
-        best_observed=best_observed(config, metrics_path),
-        predicted_objective=objective.get("predicted"),
-        proposal_std=batch.proposal.std if batch is not None else objective.get("std"),
-        proposed_weights=proposed_weights or {},
+        best_observed=best_observed(config, swarm, fit_id),
+        predicted_objective=objective.predicted,
+        proposal_std=batch.proposal.std if batch is not None else objective.std,
+        proposed_weights=proposed_weights,
         next_expected_improvement=None if batch is None else batch.expected_improvement,
     )
 
@@ -138,42 +130,42 @@ def run_rounds(
     config: ExperimentConfig,
     swarm: SwarmStore,
     launcher: Any,
-    first: tuple[Any, str, str, Any],
+    first: tuple[Any, Any, Any],
     rounds: int,
     round_variants: int,
     min_improvement: float,
     output_dir: str | None = None,
     timeout_s: float | None = None,
     progress: Progress | None = None,
-) -> tuple[tuple[Any, str, str, Any], list[RoundSummary]]:
-    """Rounds 1..rounds-1 after the sampled swarm. `first` = (pull report, fit id, fit folder, FitResult) of round
-    0; returns the same for the last round, and one summary per round."""
-    from olmix_core.results import pull_results
-    from olmix_core.swarm import fit_and_propose, train_group
+) -> tuple[tuple[Any, Any, Any], list[RoundSummary]]:
+    """Rounds 1..rounds-1 after the sampled swarm, with the stage functions. `first` = (Pulled, FitSummary,
+    ProposalSummary) of round 0; returns the same for the last round, and one summary per round."""
+    from olmix_core import stages
+    from olmix_core.stages.runs import state_counts
 
     check_rounds(rounds, round_variants, min_improvement)
     say = progress or (lambda _m: None)
-    report, fit_id, fit_dir, fit = first
+    pulled, fit, proposal = first
     summaries: list[RoundSummary] = []
     for r in range(1, rounds):
-        batch = round_batch(config, swarm, r, report.ratios_path, report.metrics_path, fit_dir, round_variants)
-        summary = summarise(config, r - 1, report.metrics_path, len(report.included), fit_id, fit.predicted,
-                            fit.proposed_weights, batch)
+        batch = round_batch(config, swarm, r, fit.fit_id, round_variants)
+        summary = summarise(config, swarm, r - 1, fit.fit_id, fit.runs, proposal.weights, batch)
         say(f"round {r}: expected improvement of the next {len(batch.suggestions)} runs {batch.expected_improvement:.4g} "
             f"(proposal {batch.proposal.predicted_objective:.4f} ± {batch.proposal.std:.3g})")
         summary.stopped = stop_reason(batch, min_improvement)
         if summary.stopped:
             say(f"stopping: {summary.stopped}")
             summaries.append(record_summary(swarm, summary))
-            return (report, fit_id, fit_dir, fit), summaries
+            return (pulled, fit, proposal), summaries
         appended = append_runs(config, swarm, batch.mixtures(), f"round {r} batch")
         summary.next_runs = [s.run_name for s in appended.specs]
         summaries.append(record_summary(swarm, summary))
-        train_group(config, swarm, appended.specs, launcher, timeout_s, progress)
-        report = pull_results(config, swarm, source="local", output_dir=output_dir)
-        say(f"round {r}: pulled {len(report.included)} runs x {len(report.metrics)} metrics")
-        fit_id, fit_dir, fit = fit_and_propose(config, swarm, report.ratios_path, report.metrics_path, output_dir)
-        say(f"round {r}: fit {fit_id}, predicted objective {fit.predicted_objective:.4f}")
-    last = summarise(config, rounds - 1, report.metrics_path, len(report.included), fit_id, fit.predicted, fit.proposed_weights, None)
-    summaries.append(record_summary(swarm, last))
-    return (report, fit_id, fit_dir, fit), summaries
+        stages.train(config, swarm, appended.specs, launcher, timeout_s, lambda st: say("runs: " + state_counts(st)))
+        pulled = stages.pull(config, swarm, "local", output_dir)
+        pulled.require_results()
+        say(f"round {r}: pulled {len(pulled.report.included)} runs x {len(pulled.report.metrics)} metrics")
+        fit = stages.fit(config, swarm)
+        proposal = stages.propose(config, swarm, fit.fit_id)
+        say(f"round {r}: fit {fit.fit_id}, predicted objective {proposal.predicted_objective:.4f}")
+    summaries.append(record_summary(swarm, summarise(config, swarm, rounds - 1, fit.fit_id, fit.runs, proposal.weights, None)))
+    return (pulled, fit, proposal), summaries

@@ -1,4 +1,4 @@
-"""Adaptive rounds: choose a round's batch and append it to the group (olmix_core.rounds, olmix_core.launch.append)."""
+"""Adaptive rounds: choose a round's batch and append it to the group (olmix_core.rounds, olmix_core.stages.append)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from prefect.artifacts import create_table_artifact
 from olmix_core import rounds
 from olmix_core.adaptive import NextBatch
 from olmix_core.config import ExperimentConfig
-from olmix_core.launch.append import append_runs
+from olmix_core.stages.append import append_runs
 from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifact_key, open_swarm_store
 
 
@@ -17,9 +17,7 @@ from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifac
 def next_batch(config: ExperimentConfig, group_id: str, round_: int, fit_id: str, variants: int) -> NextBatch:
     """The round's batch from the saved models of `fit_id` (batch Bayesian optimisation; kept in the store, so a
     resumed swarm gets the same batch)."""
-    swarm = open_swarm_store(config, group_id)
-    fit_dir = swarm.url("fits", fit_id)
-    batch = rounds.round_batch(config, swarm, round_, f"{fit_dir}/ratios.csv", f"{fit_dir}/metrics.csv", fit_dir, variants)
+    batch = rounds.round_batch(config, open_swarm_store(config, group_id), round_, fit_id, variants)
     create_table_artifact(
         [{"mixture": i, "predicted": round(s.predicted_objective, 5), "std": round(s.std, 5),
           "EI": round(s.expected_improvement, 5), **{d: round(w, 4) for d, w in s.weights.items()}}

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from olmix_core.cli import cli
 from olmix_core.errors import ConfigError
-from olmix_core.launch.append import append_runs
-from olmix_core.launch.swarm_setup import store_verify_spec
 from olmix_core.results import pull_results
+from olmix_core.stages.append import append_runs
+from olmix_core.stages.setup import store_verify_spec
 from olmix_core.store import SwarmStore
 from tests.launch.conftest import FAKE_TRAINER, launch_config
 from tests.launch.test_launch_cli import _write
@@ -65,7 +65,7 @@ def test_append_continues_numbering_records_rounds_and_is_idempotent(tmp_path, f
 
 def test_resumed_half_done_append_keeps_its_round(tmp_path):
     config = launch_config(tmp_path)
-    from olmix_core.launch.swarm_setup import prepare_swarm
+    from olmix_core.stages.setup import prepare_swarm
 
     swarm, _ = prepare_swarm(config, "0000b0b0", launcher="local")
     a, b = {"wiki": 0.5, "code": 0.5}, {"code": 0.25, "web:science": 0.75}
@@ -81,7 +81,7 @@ def test_resumed_half_done_append_keeps_its_round(tmp_path):
 
 def test_append_needs_an_existing_group_and_the_same_config(tmp_path):
     config = launch_config(tmp_path)
-    from olmix_core.launch.swarm_setup import open_swarm, prepare_swarm
+    from olmix_core.stages.setup import open_swarm, prepare_swarm
 
     with pytest.raises(ConfigError, match="has no swarm yet"):
         append_runs(config, open_swarm(config, "0000c0c0"), [{"wiki": 1.0}])

@@ -15,13 +15,12 @@ from pydantic import BaseModel
 
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError
-from olmix_core.launch.swarm_setup import _same_mixtures, check_mixtures, store_priors, store_run_specs
+from olmix_core.metadata import RoundRecord, update_metadata
 from olmix_core.names import parse_run_name
 from olmix_core.runspec import RunSpec, now_iso
 from olmix_core.sampling import Mixture
+from olmix_core.stages.setup import _same_mixtures, check_mixtures, store_priors, store_run_specs
 from olmix_core.store import SwarmStore
-
-ROUNDS = "rounds"  # metadata.json: [{round, runs, created}]
 
 
 class Appended(BaseModel):
@@ -69,14 +68,11 @@ def append_runs(config: ExperimentConfig, swarm: SwarmStore, mixtures: list[Mixt
     for i in range(len(checked)):
         specs.append(RunSpec.model_validate(swarm_specs[found[i]]) if i in found else next(it))
     if new:
-        meta = swarm.metadata()
-        entries = [dict(e) for e in meta.get(ROUNDS, [])]
-        entry = next((e for e in entries if e.get("round") == round_), None)
-        if entry is None:
-            entry = {"round": round_, "runs": [], "created": now_iso()}
-            entries.append(entry)
-        entry["runs"] = sorted(set(entry["runs"]) | set(by_name) | {n for n in found.values() if swarm_specs[n].get("round") == round_})
-        swarm.update_metadata(**{ROUNDS: sorted(entries, key=lambda e: e["round"])})
+        entries = {e.round: e for e in swarm.metadata().rounds}
+        entry = entries.get(round_) or RoundRecord(round=round_, created=now_iso())
+        again = {n for n in found.values() if swarm_specs[n].get("round") == round_}
+        entries[round_] = entry.model_copy(update={"runs": sorted(set(entry.runs) | set(by_name) | again)})
+        update_metadata(swarm, rounds=[entries[k] for k in sorted(entries)])
     if not new:  # everything was there: the batch's round is the one its runs were given
         round_ = max(int(swarm_specs[n].get("round", 0)) for n in found.values())
     return Appended(round=round_, specs=specs, new_runs=sorted(by_name))
