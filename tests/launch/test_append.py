@@ -47,7 +47,7 @@ def test_append_continues_numbering_records_rounds_and_is_idempotent(tmp_path, f
     assert [specs[n]["round"] for n in new] == [1, 1] and specs[verify.run_name]["purpose"] == "verify"
     assert {m["leaf"]: m["weight"] for m in specs[new[0]]["mixture"]} == {"wiki": 0.5, "code": 0.5}
     assert all(specs[f"{config.name}-0000a0a0-000{i}"]["round"] == 0 for i in range(3))
-    assert swarm.metadata()["rounds"][0]["round"] == 1 and swarm.metadata()["rounds"][0]["runs"] == new
+    assert [(e.round, e.runs) for e in swarm.metadata().rounds] == [(1, new)]
     script = (tmp_path / "ev" / "olmix-0000a0a0.sh").read_text()
     assert all(n in script for n in new)  # the offline-eval script covers every round
 
@@ -76,7 +76,7 @@ def test_resumed_half_done_append_keeps_its_round(tmp_path):
     assert [s.run_name for s in full.specs] == part.new_runs + full.new_runs
     nxt = append_runs(config, swarm, [{"wiki": 0.2, "web:sports": 0.3, "code": 0.5}])
     assert nxt.round == 2 and nxt.specs[0].variant == 5
-    assert [e["round"] for e in swarm.metadata()["rounds"]] == [1, 2]
+    assert [e.round for e in swarm.metadata().rounds] == [1, 2]
 
 
 def test_append_needs_an_existing_group_and_the_same_config(tmp_path):
