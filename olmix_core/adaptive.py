@@ -204,7 +204,7 @@ def select_batch(
     if allowed.sum() < n:
         raise InfeasibleError(
             f"only {int(allowed.sum())} candidate mixtures meet the constraints at L2 >= {min_distance} from the "
-            f"{len(existing)} existing rows; cannot choose {n} (fewer --variants, or looser constraints)"
+            f"{len(existing)} existing rows; cannot choose {n} (ask for fewer, or loosen the constraints)"
         )
     draws = posterior.sample(pool, n, seed)  # (n, pool): objective values, lower is better
     picks: list[int] = []
@@ -230,7 +230,7 @@ def suggest(
 ) -> NextBatch:
     """`variants` new mixtures for the swarm in `table`, chosen by batch expected improvement (see module doc)."""
     if variants <= 0:
-        raise DataError(f"--variants must be > 0 (got {variants})")
+        raise DataError(f"variants must be > 0 (got {variants})")
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # small matrices: BLAS threads cost more than they give (see fit.proposers)

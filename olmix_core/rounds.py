@@ -39,11 +39,11 @@ class RoundSummary(BaseModel):
 
 def check_rounds(rounds: int, round_variants: int | None, min_improvement: float) -> None:
     if rounds < 1:
-        raise ConfigError(f"rounds must be >= 1 (got {rounds}; 1 = the sampled swarm only)")
+        raise ConfigError(f"rounds must be >= 1 (got {rounds}; 1 = the sampled swarm only)", fields=("rounds",))
     if round_variants is not None and round_variants < 1:
-        raise ConfigError(f"round_variants must be >= 1 (got {round_variants})")
+        raise ConfigError(f"round_variants must be >= 1 (got {round_variants})", fields=("round_variants",))
     if not min_improvement >= 0:
-        raise ConfigError(f"min_improvement must be >= 0 (got {min_improvement})")
+        raise ConfigError(f"min_improvement must be >= 0 (got {min_improvement})", fields=("min_improvement",))
 
 
 def batch_key(swarm: SwarmStore, round_: int) -> str:

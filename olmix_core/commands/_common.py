@@ -22,6 +22,9 @@ FLAGS = {
     "kl_reg": "--kl-reg",
     "dashboard": "--dashboard",
     "backend": "--backend",
+    "rounds": "--rounds",
+    "round_variants": "--round-variants",
+    "min_improvement": "--min-improvement",
 }
 
 

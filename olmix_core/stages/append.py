@@ -38,12 +38,12 @@ def _weights(spec: dict[str, Any]) -> Mixture:
 def append_runs(config: ExperimentConfig, swarm: SwarmStore, mixtures: list[Mixture], where: str = "--mixtures") -> Appended:
     """Add `mixtures` to the group as a new round (see the module doc); returns all of the batch's specs."""
     if swarm.store.read_json_or(swarm.key(SwarmStore.MIXTURES), None) is None:
-        raise ConfigError(f"--append: group {swarm.group_id} has no swarm yet ({swarm.url(SwarmStore.MIXTURES)} is missing); "
-                          "launch it first (without --append)")
+        raise ConfigError(f"group_id {swarm.group_id}: the group has no swarm yet ({swarm.url(SwarmStore.MIXTURES)} is "
+                          "missing); launch it first, then append rounds to it", fields=("group_id",))
     key = swarm.key(SwarmStore.CONFIG)
     if swarm.store.exists(key) and swarm.store.read_text(key) != config.to_yaml():
-        raise ConfigError(f"--append: the config differs from the one group {swarm.group_id} ran with "
-                          f"({swarm.url(SwarmStore.CONFIG)}); appended runs must train like the others")
+        raise ConfigError(f"group_id {swarm.group_id}: the config differs from the one the group ran with "
+                          f"({swarm.url(SwarmStore.CONFIG)}); appended runs must train like the others", fields=("group_id",))
     priors = store_priors(config, swarm)
     checked = check_mixtures(config, priors["token_counts"], mixtures, where)
     existing = swarm.read_run_files("spec.json")

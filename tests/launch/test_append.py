@@ -87,7 +87,7 @@ def test_append_needs_an_existing_group_and_the_same_config(tmp_path):
         append_runs(config, open_swarm(config, "0000c0c0"), [{"wiki": 1.0}])
     swarm, _ = prepare_swarm(config, "0000c0c0", launcher="local")
     changed = launch_config(tmp_path, max_tokens=2_000_000)
-    with pytest.raises(ConfigError, match="config differs"):
+    with pytest.raises(ConfigError, match="group_id 0000c0c0: the config differs"):
         append_runs(changed, swarm, [{"wiki": 1.0}])
     r = CliRunner().invoke(cli, ["launch", "run", "--config", _write(tmp_path, json.loads(config.model_dump_json())), "--append"])
     assert r.exit_code == 1 and "--append needs --group-id" in r.output

@@ -55,4 +55,4 @@ def test_swarm_cli_rejects_bad_rounds(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(_fake_config(tmp_path).to_yaml())
     r = CliRunner().invoke(cli, ["swarm", "--config", str(cfg), "--rounds", "0"])
-    assert r.exit_code == 1 and "rounds must be >= 1" in r.output
+    assert r.exit_code == 1 and "--rounds must be >= 1" in r.output
