@@ -58,7 +58,7 @@ def table(X: np.ndarray, Y: np.ndarray) -> SwarmTable:
 def final_proposal(X: np.ndarray, Y: np.ndarray, setup: Setup, seed: int) -> np.ndarray:
     """What `olmix fit` proposes on these runs (auto regression, auto proposer, default options)."""
     t = table(X, Y)
-    options = FitOptions(seed=seed)
+    options = FitOptions.from_dict({"regression": {"seed": seed}})
     return propose(setup.problem(t, fit_models(t, "auto", seed=seed, n_jobs=1), options), "auto").x
 
 
@@ -68,7 +68,7 @@ def adaptive(law: SyntheticLaw, X0: np.ndarray, Y0: np.ndarray, per_round: int, 
     X, Y, eis = X0, Y0, []
     for r in range(2):
         t = table(X, Y)
-        options = FitOptions(seed=seed + r)
+        options = FitOptions.from_dict({"regression": {"seed": seed + r}})
         batch = suggest(t, fit_models(t, "auto", seed=seed, n_jobs=1), setup, options, per_round)
         Xn = np.array([[s.weights[d] for d in DOMAINS] for s in batch.suggestions])
         assert all(not setup.bounds.violations(x) for x in Xn)

@@ -24,9 +24,10 @@ from pydantic import BaseModel
 from olmix_core.errors import DataError, InfeasibleError
 from olmix_core.fit.constraints import Bounds, repair, repair_rows
 from olmix_core.fit.fitting import FittedModels
+from olmix_core.fit.options import FitOptions
 from olmix_core.fit.proposers import Problem, propose, sample_candidates
-from olmix_core.fit.run import FitOptions, Setup, prepare
-from olmix_core.fit.tables import SwarmTable, load_tables
+from olmix_core.fit.run import Setup, prepare
+from olmix_core.fit.tables import SwarmTable
 
 MIN_DISTANCE = 0.01  # L2: the sampler's rule for "the same mixture as an existing one" (existing_mix_file)
 MIN_WEIGHT = 1e-6  # suggested weights below this are set to 0 (olmo-core wants every ratio in (0, 1])
@@ -247,7 +248,8 @@ def _suggest(
     min_distance: float,
 ) -> NextBatch:
     t0 = time.perf_counter()
-    options = options.model_copy(update={"uncertainty_penalty": 0.0})  # the GP carries the uncertainty here
+    # the GP carries the uncertainty here, so the fitted models' proposal is their plain prediction's optimum
+    options = options.model_copy(update={"proposer": options.proposer.model_copy(update={"uncertainty_penalty": 0.0})})
     problem = setup.problem(table, models, options)
     observed, _ = problem.observed_objective()
     rng = np.random.default_rng(options.seed)
@@ -289,9 +291,12 @@ def next_mixtures(
     model_dir: str | None = None,
 ) -> NextBatch:
     """Fit the swarm's models (or load them from `model_dir`, as `olmix fit` saved them) and suggest a batch."""
+    from olmix_core.fit.families import load_selection
+
     options = options or FitOptions()
-    table = load_tables(ratios, metrics, options.metrics)
-    setup = prepare(table, options, priors)  # objective and constraints are checked before the (slow) fit
+    selection = load_selection(ratios, metrics, options)
+    table = selection.table
+    setup = prepare(selection, options, priors)  # objective and constraints are checked before the (slow) fit
     if model_dir is not None:
         models = load_models(model_dir)
         if list(models.domains) != list(table.domains) or not set(setup.objective.metrics) <= set(models.metrics):
@@ -302,8 +307,9 @@ def next_mixtures(
     else:
         from olmix_core.fit.fitting import fit_models
 
-        models = fit_models(table, options.regression_type, folds=options.folds, seed=options.seed,
-                            n_jobs=options.n_jobs, candidates=options.candidates, selection=options.selection)
+        r = options.regression
+        models = fit_models(table, r.type, folds=r.folds, seed=options.seed, n_jobs=r.n_jobs, candidates=r.candidates,
+                            selection=r.selection)
     return suggest(table, models, setup, options, variants)
 
 

@@ -60,15 +60,17 @@ def round_batch(config: ExperimentConfig, swarm: SwarmStore, round_: int, fit_id
     stored = swarm.store.read_json_or(batch_key(swarm, round_), None)
     if stored is not None:
         return NextBatch.model_validate(stored)
-    from olmix_core.fit import FitOptions, load_tables, prepare
+    from olmix_core.fit.families import load_selection
+    from olmix_core.fit.run import prepare
     from olmix_core.stages.fits import fit_options
 
     fit_dir = swarm.url("fits", fit_id)
-    options = FitOptions(**{**fit_options(config), "seed": config.seed + round_})
+    options = fit_options(config)
+    options = options.model_copy(update={"regression": options.regression.model_copy(update={"seed": config.seed + round_})})
     priors = swarm.store.read_json(swarm.key(SwarmStore.PRIORS))
-    table = load_tables(f"{fit_dir}/ratios.csv", f"{fit_dir}/metrics.csv", options.metrics)
-    setup = prepare(table, options, priors)
-    batch = suggest(table, load_models(f"{fit_dir}/models"), setup, options, variants)
+    selection = load_selection(f"{fit_dir}/ratios.csv", f"{fit_dir}/metrics.csv", options)
+    setup = prepare(selection, options, priors)
+    batch = suggest(selection.table, load_models(f"{fit_dir}/models"), setup, options, variants)
     swarm.store.write_text(batch_key(swarm, round_), batch.model_dump_json(indent=2) + "\n")
     return batch
 
@@ -118,6 +120,12 @@ def record_summary(swarm: SwarmStore, summary: RoundSummary) -> RoundSummary:
         return RoundSummary.model_validate(stored)
     swarm.store.write_text(summary_key(swarm, summary.round), summary.model_dump_json(indent=2) + "\n")
     return summary
+
+
+def stored_summaries(swarm: SwarmStore) -> list[RoundSummary]:
+    """Every round summary recorded so far, by round (none for a plain swarm)."""
+    found = swarm.store.find_json(swarm.key("rounds"), "summary.json")
+    return sorted((RoundSummary.model_validate(v) for v in found.values()), key=lambda r: r.round)
 
 
 def stop_reason(batch: NextBatch, min_improvement: float) -> str | None:
