@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from olmix_core.adaptive import suggest
-from olmix_core.fit import Constraints, FitOptions, build_objective, fit_models, propose, resolve_bounds
+from olmix_core.fit import ConstraintsOptions as Constraints
+from olmix_core.fit import FitOptions, build_objective, fit_models, propose, resolve_bounds
 from olmix_core.fit.constraints import Bounds, repair_rows
 from olmix_core.fit.run import Setup
 from olmix_core.fit.synthetic import SyntheticLaw, make_law, regret

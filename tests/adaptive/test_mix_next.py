@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from olmix_core.cli import cli
-from olmix_core.fit import Constraints, resolve_bounds
+from olmix_core.fit import ConstraintsOptions as Constraints
+from olmix_core.fit import resolve_bounds
 from olmix_core.fit.synthetic import make_law, make_swarm, write_swarm
 from olmix_core.sampling import read_mixtures_file
 
