@@ -181,7 +181,7 @@ def _fit_options(file: Any, given: dict[str, Any]) -> tuple[Any, set[str]]:
     help="β: minimise prediction + β·std where models have one (GP, ensembles); 0 = plain prediction. [1]",
 )
 @click.option("--fit-only", is_flag=True, default=None, help="Fit and report; propose nothing.")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed for the split, folds, models and proposers. [0]")
+@click.option("--seed", type=int, default=None, help="Seed for the split, folds, models and proposers. [0]")
 @click.option("--folds", type=int, default=None, help="K for K-fold cross-validation. [5]")
 @click.option("--n-jobs", type=int, default=None, help="Metrics fitted in parallel processes (-1: one per core). [-1]")
 @click.option(
