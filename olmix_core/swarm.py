@@ -72,9 +72,11 @@ class SwarmOutcome(BaseModel):
     included_runs: list[str]
     fit_id: str | None = None
     fit_dir: str | None = None
-    proposed_weights: dict[str, float] | None = None
+    proposed_weights: dict[str, float] | None = None  # over every leaf (a reuse swarm's proposal expanded)
+    reduced_weights: dict[str, float] | None = None  # a reuse swarm's proposal over {existing, free leaves}
     predicted_objective: float | None = None
     verify: VerifyResult | None = None
+    reuse: dict[str, Any] | None = None  # the lineage (olmix_core.reuse.lineage) when the config reuses a mixture
     seconds: dict[str, float] = {}
     files: dict[str, str] = {}
 
@@ -161,12 +163,18 @@ def fit_and_propose(config: ExperimentConfig, swarm: SwarmStore, ratios_path: st
     Returns (fit id, fit folder, FitResult)."""
     from olmix_core.fit import run_fit
 
+    from olmix_core import reuse
+
     options = fit_options(config)
+    priors = swarm.store.read_json(swarm.key(SwarmStore.PRIORS))
+    options, priors = reuse.reduced_fit_inputs(config, options, priors)
     ratios_csv, metrics_csv = _read(ratios_path), _read(metrics_path)
     fit_id = fit_id_for(ratios_csv, metrics_csv, options)
-    priors = swarm.store.read_json(swarm.key(SwarmStore.PRIORS))
     target = output_dir or swarm.url("fits", fit_id)
     result = run_fit(ratios_path, metrics_path, target, options, priors=priors)
+    if config.reuse is not None and result.proposal is not None:  # the proposal over every leaf, next to the reduced one
+        result, _ = reuse.propose_expanded(config, result, str(ratios_path), str(metrics_path), target, options, priors)
+        result.files["proposed_weights_expanded"] = reuse.EXPANDED_FILE
     if output_dir:
         for path in sorted(Path(output_dir).rglob("*")):
             rel = path.relative_to(output_dir).as_posix()
@@ -264,6 +272,13 @@ def run_swarm(
         seconds[stage] = round(now - clock, 3)
         clock = now
 
+    from olmix_core.reuse import resolve_reuse
+
+    config, plan = resolve_reuse(config)
+    if plan is not None:
+        _say(progress, plan.summary())
+        if not plan.needs_swarm:
+            return finish_without_swarm(config, plan, group_id, output_dir)
     ensure_data(config, progress)
     swarm, specs = prepare_swarm(config, group_id, launcher="local")
     _say(progress, f"group {swarm.group_id}: {len(specs)} runs -> {swarm.url()}")
@@ -289,11 +304,16 @@ def run_swarm(
         lap("fit")
         outcome.fit_id, outcome.fit_dir = fit_id, fit_dir
         outcome.proposed_weights, outcome.predicted_objective = fit.proposed_weights, fit.predicted_objective
+        if plan is not None:  # verify (and report) the mixture over every leaf
+            from olmix_core.reuse import expand_weights
+
+            outcome.reduced_weights = fit.proposed_weights
+            outcome.proposed_weights = expand_weights(config, fit.proposed_weights)
         outcome.files.update({k: posixpath.join(fit_dir, v) for k, v in fit.files.items()})
         _say(progress, f"fit {fit_id}: predicted objective {fit.predicted_objective:.4f}; proposal {_fmt_weights(fit.proposed_weights)}")
         if verify:
             outcome.verify = verify_proposal(
-                config, swarm, launcher, fit.proposed_weights, fit.predicted, report.metrics_path, fit_id, timeout_s, progress
+                config, swarm, launcher, outcome.proposed_weights, fit.predicted, report.metrics_path, fit_id, timeout_s, progress
             )
             text = outcome.verify.model_dump_json(indent=2) + "\n"
             outcome.files["verify"] = swarm.store.write_text(swarm.fit_key(fit_id, VERIFY_FILE), text)
@@ -305,8 +325,34 @@ def run_swarm(
         launcher.cancel()
         raise
     outcome.seconds = seconds
+    if plan is not None:
+        from olmix_core.reuse import lineage
+
+        outcome.reuse = lineage(plan)
     swarm.update_metadata(last_fit=fit_id, verify=outcome.verify.model_dump() if outcome.verify else None)
     return outcome
+
+
+def finish_without_swarm(config: ExperimentConfig, plan: Any, group_id: str | None, output_dir: str | None) -> SwarmOutcome:
+    """A reuse update that only removes leaves: no runs; the plan's final mixture is the proposal, stored as
+    fits/final/proposed_weights.json (and in `output_dir`) so the next update can reuse it."""
+    from olmix_core.launch.swarm_setup import open_swarm, store_config
+    from olmix_core.reuse import EXPANDED_FILE, lineage, record_plan, write_final_weights
+
+    swarm = open_swarm(config, group_id)
+    store_config(config, swarm)
+    swarm.update_metadata(name=config.name, group_id=swarm.group_id, run_names=[], last_fit="final")
+    record_plan(swarm, plan)
+    weights = plan.final_weights or {}
+    files = {"proposed_weights": write_final_weights(swarm.url("fits", "final", "proposed_weights.json"), weights)}
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        for name in ("proposed_weights.json", EXPANDED_FILE):
+            files[name.removesuffix(".json")] = write_final_weights(os.path.abspath(os.path.join(output_dir, name)), weights)
+    return SwarmOutcome(
+        group_id=swarm.group_id, swarm_url=swarm.url(), output_dir=output_dir, runs={}, included_runs=[], fit_id="final",
+        proposed_weights=weights, files=files, reuse=lineage(plan),
+    )
 
 
 def _fmt_weights(weights: dict[str, float] | None) -> str:

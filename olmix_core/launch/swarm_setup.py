@@ -134,6 +134,10 @@ def store_run_specs(
 ) -> list[RunSpec]:
     """Build and write one spec per mixture; a stored spec that differs from the new one is an error (it would change
     a run that may already have trained)."""
+    if config.reuse is not None:  # a reduced swarm trains on real leaves: existing's weight × the frozen ratios
+        from olmix_core.reuse import expand_mixtures
+
+        mixtures = expand_mixtures(config, mixtures, store_priors(config, swarm)["token_counts"])
     specs = build_run_specs(config, swarm, mixtures, purpose=purpose, first_variant=first_variant)
     existing = swarm.read_run_files("spec.json")
     for spec in specs:
@@ -203,12 +207,16 @@ def prepare_swarm(
     config: ExperimentConfig, group_id: str | None = None, mixtures: list[Mixture] | None = None, launcher: str | None = None
 ) -> tuple[SwarmStore, list[RunSpec]]:
     """All stages up to submission: priors, mixtures, specs, config and metadata in the store."""
+    from olmix_core.reuse import record_plan, resolve_reuse
+
+    config, plan = resolve_reuse(config)
     swarm = open_swarm(config, group_id)
     priors = store_priors(config, swarm)
     mixes = store_mixtures(config, swarm, priors, mixtures)
     specs = store_run_specs(config, swarm, mixes)
     store_config(config, swarm)
     write_metadata(config, swarm, specs, launcher or config.launcher)
+    record_plan(swarm, plan)
     return swarm, specs
 
 
