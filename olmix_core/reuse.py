@@ -102,7 +102,7 @@ def read_previous(url: str) -> dict[str, float]:
     next to it."""
     data = _parse_mapping(read_text(url, "reuse.previous"), url, "reuse.previous")
     if EXISTING in data:
-        sibling = posixpath.join(posixpath.dirname(url), EXPANDED_FILE) if "://" in url else _local_sibling(url)
+        sibling = posixpath.join(posixpath.dirname(url), EXPANDED_FILE)
         try:
             data = _parse_mapping(read_text(sibling, "reuse.previous"), sibling, "reuse.previous")
         except ConfigError:
@@ -124,12 +124,6 @@ def read_previous(url: str) -> dict[str, float]:
     if total <= 0:
         raise ConfigError(f"reuse.previous: {url}: every weight is 0")
     return {k: v / total for k, v in out.items()}
-
-
-def _local_sibling(url: str) -> str:
-    import os
-
-    return os.path.join(os.path.dirname(url), EXPANDED_FILE)
 
 
 def _store_location(url: str) -> tuple[str, str, str] | None:
@@ -216,12 +210,9 @@ def plan_reuse(
             partitioned[old] = parts
     removed = [p for p in prev if p not in leaves and p not in partitioned]
     new = [leaf for leaf in leaves if prev and leaf not in prev and not any(leaf in v for v in partitioned.values())]
-    loc = _store_location(previous_url) if previous_url else None
     plan = ReusePlan(
         mode=reuse.mode,
         previous=previous_url,
-        previous_swarm=loc[1] if loc else None,
-        previous_fit_id=loc[2] if loc else None,
         new=new,
         recomputed=[leaf for leaf in leaves if leaf in recompute],
         partitioned=partitioned,
@@ -261,7 +252,25 @@ def plan_for(config: ExperimentConfig) -> ReusePlan:
         except ConfigError:
             if config.reuse.frozen is None and config.reuse.mode == "partial":
                 raise  # the ratios come from it; otherwise it only fills in the lineage
-    return plan_reuse(config, prev, previous_leaf_paths(url) if url else None, url)
+    plan = plan_reuse(config, prev, previous_leaf_paths(url) if url else None, url)
+    if url:
+        plan.previous_swarm, plan.previous_fit_id = previous_origin(url)
+    return plan
+
+
+def previous_origin(url: str) -> tuple[str | None, str | None]:
+    """(swarm `name/group`, fit id) that proposed `url`: from its store location, else from the verify.json that
+    `olmix swarm --output-dir` leaves next to the proposal."""
+    loc = _store_location(url)
+    if loc is not None:
+        return loc[1], loc[2]
+    sibling = posixpath.join(posixpath.dirname(url), "verify.json")
+    try:
+        data = json.loads(read_text(sibling, "reuse.previous"))
+    except (ConfigError, json.JSONDecodeError):
+        return None, None
+    group, fit_id = data.get("group_id"), data.get("fit_id")
+    return (str(group) if group else None), (str(fit_id) if fit_id else None)
 
 
 def resolve_reuse(config: ExperimentConfig) -> tuple[ExperimentConfig, ReusePlan | None]:
@@ -377,7 +386,11 @@ def existing_minimum(frozen: Mapping[str, float], min_weight: float) -> float:
 def reduced_config(config: ExperimentConfig, token_counts: Mapping[str, int]) -> tuple[ExperimentConfig, dict[str, int]]:
     """The config the reduced swarm is sampled from, and its token counts: the free leaves' sources as they are
     (topics trimmed to the free ones) plus one source `existing` (never zero) whose count is its capacity
-    (`existing_capacity`, at repetition 1) and whose prior is its parts' tokens."""
+    (`existing_capacity`, at repetition 1).
+
+    The sources' prior is uniform: existing would otherwise dwarf a new source by token count and the few runs
+    would barely vary it, leaving the fit to extrapolate. A `manual_prior` is split between existing and the free
+    part of each source by tokens."""
     frozen = frozen_of(config)
     if not frozen:
         return config, dict(token_counts)
@@ -396,20 +409,19 @@ def reduced_config(config: ExperimentConfig, token_counts: Mapping[str, int]) ->
         src_tokens = sum(token_counts[leaf] for leaf in leaves)
         frozen_tokens = sum(token_counts[leaf] for leaf in leaves if frozen.get(leaf, 0) > 0)
         share = frozen_tokens / src_tokens if src_tokens else 0.0
-        existing_prior += user_prior.get(s.name, 0.0) * share if config.manual_prior else frozen_tokens
+        existing_prior += user_prior.get(s.name, 0.0) * share if config.manual_prior else 0.0
         if not free:
             continue
         if s.topics:
             raw = {**raw, "topics": [t for t, leaf in zip(raw["topics"], leaves) if leaf in free]}
         kept_sources.append(raw)
-        free_tokens = sum(token_counts[leaf] for leaf in free)
-        prior[s.name] = user_prior.get(s.name, 0.0) * (1 - share) if config.manual_prior else free_tokens
+        prior[s.name] = user_prior.get(s.name, 0.0) * (1 - share) if config.manual_prior else 1.0
     paths = sorted({p for leaf, ps in config.leaf_paths().items() if leaf in frozen for p in ps})
     kept_names = {s["name"] for s in kept_sources}
     kept_leaves = {leaf for leaf in config.leaf_names() if leaf not in frozen}
     data.update(
         sources=[{"name": EXISTING, "paths": paths, "max_repetition_factor": 1.0}, *kept_sources],
-        manual_prior={EXISTING: existing_prior, **prior},
+        manual_prior={EXISTING: existing_prior if config.manual_prior else 1.0, **prior},
         fixed_source_weights={k: v for k, v in config.fixed_source_weights.items() if k in kept_names},
         nonzero_weight=[EXISTING, *[n for n in config.nonzero_weight if n in kept_names or n in kept_leaves]],
     )
