@@ -161,9 +161,8 @@ def fit_id_for(ratios_csv: str, metrics_csv: str, options: dict[str, Any]) -> st
 def fit_and_propose(config: ExperimentConfig, swarm: SwarmStore, ratios_path: str, metrics_path: str, output_dir: str | None = None) -> tuple[str, str, Any]:
     """run_fit on the pulled tables into `output_dir` (or the store's fits/{fit id}/), copied into the store too.
     Returns (fit id, fit folder, FitResult)."""
-    from olmix_core.fit import run_fit
-
     from olmix_core import reuse
+    from olmix_core.fit import run_fit
 
     options = fit_options(config)
     priors = swarm.store.read_json(swarm.key(SwarmStore.PRIORS))
