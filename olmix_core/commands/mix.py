@@ -32,15 +32,16 @@ def generate(config_path: str, output: str, seed: int | None, variants: int | No
     if overrides:
         config = ExperimentConfig.from_dict({**config.model_dump(mode="json"), **overrides}, config_path)
     priors = compute_priors(config, ArtifactStore(config.storage_root))
-    from olmix_core.reuse import domains_of, resolved
+    from olmix_core.reuse import domains_of, reduced_fit_inputs, resolved
 
     config = resolved(config)
     mixtures = generate_mixtures(config, priors["token_counts"])
     with open(output, "w") as f:
         json.dump(mixtures, f, indent=2)
     domains = domains_of(config)
+    sizes = reduced_fit_inputs(config, {"repetition_factor": 1.0}, priors)[1]["relative_sizes"]
     click.echo(f"{len(mixtures)} mixtures over {len(domains)} domains -> {output}")
-    click.echo(format_summary(summary_rows(mixtures, domains, priors["relative_sizes"])))
+    click.echo(format_summary(summary_rows(mixtures, domains, sizes)))
 
 
 def format_summary(rows: list[dict]) -> str:
