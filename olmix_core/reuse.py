@@ -525,21 +525,31 @@ def record_plan(swarm: Any, plan: ReusePlan | None) -> None:
     if plan is None:
         return
     swarm.store.write_json(swarm.key(PLAN_FILE), plan.model_dump(mode="json"))
-    swarm.update_metadata(reuse=lineage(plan))
+    swarm.update_metadata(reuse=lineage(plan).model_dump(mode="json"))
 
 
-def lineage(plan: ReusePlan) -> dict[str, Any]:
-    """The short form kept in metadata.json: which previous swarm/fit this update reused, and how."""
-    return {
-        "mode": plan.mode,
-        "previous": plan.previous,
-        "previous_swarm": plan.previous_swarm,
-        "previous_fit_id": plan.previous_fit_id,
-        "domains": plan.domains,
-        "frozen": sorted(plan.frozen),
-        "new": plan.new,
-        "recomputed": plan.recomputed,
-        "partitioned": plan.partitioned,
-        "removed": plan.removed,
-        "needs_swarm": plan.needs_swarm,
-    }
+class ReuseLineage(BaseModel):
+    """metadata.json's `reuse`: which previous swarm/fit this update reused, and how (the plan in short)."""
+
+    mode: Literal["partial", "full"]
+    previous: str | None = None
+    previous_swarm: str | None = None
+    previous_fit_id: str | None = None
+    domains: list[str] = []
+    frozen: list[str] = []
+    new: list[str] = []
+    recomputed: list[str] = []
+    partitioned: dict[str, list[str]] = {}
+    removed: list[str] = []
+    needs_swarm: bool = True
+
+    def line(self) -> str:
+        """One line for summaries."""
+        origin = " ".join(x for x in (self.previous_swarm, self.previous_fit_id) if x) or "?"
+        what = f"{len(self.frozen)} leaves frozen in {EXISTING}" if self.frozen else "nothing frozen"
+        swarm = f"swarm over {', '.join(self.domains)}" if self.needs_swarm else "no swarm needed"
+        return f"reuse ({self.mode}) of {self.previous} [from {origin}]: {what}; {swarm}"
+
+
+def lineage(plan: ReusePlan) -> ReuseLineage:
+    return ReuseLineage(**{k: getattr(plan, k) for k in ReuseLineage.model_fields if k != "frozen"}, frozen=sorted(plan.frozen))

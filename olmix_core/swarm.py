@@ -32,6 +32,7 @@ from olmix_core.errors import LaunchError, OlmixError
 from olmix_core.launch.base import Launcher
 from olmix_core.launch.swarm_setup import prepare_swarm, store_verify_spec, submit_swarm
 from olmix_core.launch.wait import poll_specs
+from olmix_core.reuse import ReuseLineage
 from olmix_core.runspec import RunSpec, RunState, RunStatus
 from olmix_core.store import SwarmStore
 
@@ -76,7 +77,7 @@ class SwarmOutcome(BaseModel):
     reduced_weights: dict[str, float] | None = None  # a reuse swarm's proposal over {existing, free leaves}
     predicted_objective: float | None = None
     verify: VerifyResult | None = None
-    reuse: dict[str, Any] | None = None  # the lineage (olmix_core.reuse.lineage) when the config reuses a mixture
+    reuse: ReuseLineage | None = None  # when the config reuses a mixture
     seconds: dict[str, float] = {}
     files: dict[str, str] = {}
 

@@ -24,7 +24,7 @@ def swarm(config_path: str, output_dir: str | None, group_id: str | None, no_ver
     outcome = run_swarm(config, output_dir, group_id, verify=not no_verify, progress=lambda m: click.echo(m, err=True))
     click.echo(f"group {outcome.group_id}: {len(outcome.included_runs)} runs fitted; store {outcome.swarm_url}")
     if outcome.reuse is not None:
-        click.echo(reuse_line(outcome.reuse))
+        click.echo(outcome.reuse.line())
     if outcome.reduced_weights is not None:
         click.echo("reduced proposal: " + ", ".join(f"{k}={v:.4f}" for k, v in outcome.reduced_weights.items()))
     click.echo("proposed mixture: " + ", ".join(f"{k}={v:.4f}" for k, v in (outcome.proposed_weights or {}).items()))
@@ -40,12 +40,3 @@ def swarm(config_path: str, output_dir: str | None, group_id: str | None, no_ver
         click.echo(f"  {name}: {path}")
     click.echo("seconds: " + ", ".join(f"{k} {s:.1f}" for k, s in outcome.seconds.items()))
 
-
-def reuse_line(lineage: dict) -> str:
-    """One line on what a reuse update reused (metadata.json's `reuse`)."""
-    origin = lineage.get("previous_swarm") or "?"
-    if lineage.get("previous_fit_id"):
-        origin += f" {lineage['previous_fit_id']}"
-    what = f"{len(lineage.get('frozen') or [])} leaves frozen in existing" if lineage.get("frozen") else "nothing frozen"
-    swarm = f"swarm over {', '.join(lineage.get('domains') or [])}" if lineage.get("needs_swarm") else "no swarm needed"
-    return f"reuse ({lineage.get('mode')}): {lineage.get('previous')} [from {origin}]; {what}; {swarm}"

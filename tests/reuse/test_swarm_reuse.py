@@ -118,6 +118,6 @@ def test_removal_only_update_through_swarm_runs_nothing(tmp_path):
     prev.write_text(json.dumps({"wiki": 0.3, "code": 0.2, "web:science": 0.2, "web:sports": 0.1, "books": 0.2}))
     config = launch_config(tmp_path, reuse={"previous": str(prev)})
     outcome = run_swarm(config, str(tmp_path / "out"))
-    assert outcome.runs == {} and outcome.reuse["removed"] == ["books"] and not outcome.reuse["needs_swarm"]
+    assert outcome.runs == {} and outcome.reuse.removed == ["books"] and not outcome.reuse.needs_swarm
     assert outcome.proposed_weights == pytest.approx({"wiki": 0.375, "code": 0.25, "web:science": 0.25, "web:sports": 0.125})
     assert json.loads((tmp_path / "out" / "proposed_weights.json").read_text()) == pytest.approx(outcome.proposed_weights)
