@@ -6,12 +6,14 @@ Every domain has its own known effect (a column of `olmix_core.fit.synthetic.Syn
 optimum after each update is known. Start with 12 domains, then five updates: add 3, add 2, revise one (its column
 changes), remove one, partition one into three (children near the parent's effect). After each update
 
-* full recomputation: a fresh swarm over every current domain (3 runs per domain), fit, propose;
+* full recomputation: a fresh swarm over every current domain (3 runs per domain, the same rule as reuse's
+  default swarm size), fit, propose;
 * reuse: the config's `reuse:` block against the previous reuse proposal; the swarm, fit and proposal go through
   the same library code as `olmix swarm` (`olmix_core.reuse`: plan, reduced sampling, reduced tables, reduced fit
   inputs, expanded proposal).
 
-Proxy "training" is the law plus noise. Regret = (f(proposal) − f*) / (f(prior) − f*), the prior being the
+Both arms start from the same initial mixture (a swarm of 6 runs per domain, outside the totals): reuse inherits
+whatever that mixture gets wrong, so it should be a good one. Proxy "training" is the law plus noise. Regret = (f(proposal) − f*) / (f(prior) − f*), the prior being the
 token-proportional mixture. Targets: reuse uses ≤ 35% of full recomputation's runs over the five updates, and its
 final regret is within 0.02 of full recomputation's.
 """
@@ -40,6 +42,8 @@ NOISE = 0.005
 TARGET_RUN_SHARE = 0.35
 TARGET_REGRET_GAP = 0.02
 TARGET_TOKENS = 1_000_000
+RUNS_PER_DOMAIN = 3  # full recomputation: the same rule as a reuse swarm's default size
+INITIAL_RUNS_PER_DOMAIN = 6  # the mixture being maintained comes from a thorough swarm (shared, outside the totals)
 FIT = {"regression_type": "auto", "proposer_type": "auto", "kl_reg": 0.05, "plots": False, "n_jobs": 1}
 
 
@@ -134,11 +138,11 @@ def run(seed: int, work: Path) -> list[dict]:
         world.add(f"d{i:02d}")
     rng = np.random.default_rng(seed + 1000)
 
-    def full(step: str) -> tuple[dict[str, float], int]:
-        cfg = world.config(f"full-{step}", variants=3 * len(world.cols))
+    def full(step: str, per_domain: int = RUNS_PER_DOMAIN) -> tuple[dict[str, float], int]:
+        cfg = world.config(f"full-{step}", variants=per_domain * len(world.cols))
         return _swarm(world, cfg, work / f"full-{step}", rng)
 
-    start, n0 = full("0")
+    start, n0 = full("0", INITIAL_RUNS_PER_DOMAIN)
     previous = work / "reuse-0.json"
     previous.write_text(json.dumps(start))
     rows = [{"update": "0 initial (shared)", "domains": len(world.cols), "full_runs": n0, "reuse_runs": n0,
