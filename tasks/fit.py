@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from olmix_core.config import ExperimentConfig
 from olmix_core.fit import FitOptions, propose_from_fit, run_fit
+from olmix_core.reuse import expand_weights, propose_expanded, reduced_fit_inputs
 from olmix_core.store import SwarmStore
 from olmix_core.swarm import VERIFY_FILE, VerifyResult, fit_id_for, fit_options, verify_proposal
 from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifact_key, open_swarm_store
@@ -60,12 +61,12 @@ def fit_swarm(config: ExperimentConfig, group_id: str, tables_sha256: str) -> Fi
     report and plots in `fits/{fit id}/`. `tables_sha256` (of results/ratios.csv + metrics.csv) keys the cache."""
     swarm = open_swarm_store(config, group_id)
     tables = {name: swarm.store.read_text(swarm.results_key(name)) for name in TABLES}
-    options = fit_options(config)
+    options, priors = reduced_fit_inputs(config, fit_options(config), _priors(swarm))
     fit_id = fit_id_for(tables["ratios.csv"], tables["metrics.csv"], options)
     for name, text in tables.items():
         swarm.store.write_text(swarm.fit_key(fit_id, name), text)
     result = run_fit(swarm.url("fits", fit_id, "ratios.csv"), swarm.url("fits", fit_id, "metrics.csv"), swarm.url("fits", fit_id),
-                     FitOptions(**options, fit_only=True), priors=_priors(swarm))
+                     FitOptions(**options, fit_only=True), priors=priors)
     report = result.report  # JSON-safe: NaN scores are None
     cv = {m: info["cv"] for m, info in report["metrics"].items()}
     chosen = {m: info["chosen"] for m, info in report["metrics"].items()}
@@ -90,10 +91,14 @@ def propose_mixture(config: ExperimentConfig, group_id: str, fit_id: str) -> Pro
     weights), from the saved models of `fit_id` (`olmix_core.fit.propose_from_fit`, the same code as `olmix fit`)."""
     swarm = open_swarm_store(config, group_id)
     fit_dir = swarm.url("fits", fit_id)
-    result = propose_from_fit(f"{fit_dir}/ratios.csv", f"{fit_dir}/metrics.csv", fit_dir, fit_options(config), priors=_priors(swarm))
+    tables = (f"{fit_dir}/ratios.csv", f"{fit_dir}/metrics.csv")
+    options, priors = reduced_fit_inputs(config, fit_options(config), _priors(swarm))
+    result = propose_from_fit(*tables, fit_dir, options, priors=priors)
+    if config.reuse is not None:  # a reduced swarm's proposal, expanded over every leaf (and so verified)
+        result, _ = propose_expanded(config, result, *tables, fit_dir, options, priors)
     perf = result.predicted or {}
-    prior = perf["prior_weights"]
-    weights = {k: float(v) for k, v in (result.proposed_weights or {}).items()}
+    prior = expand_weights(config, perf["prior_weights"])
+    weights = expand_weights(config, {k: float(v) for k, v in (result.proposed_weights or {}).items()})
     objective = perf["objective"]
     predicted = {m: float(v["predicted"]) for m, v in perf["metrics"].items()}
     weights_url = swarm.url("fits", fit_id, result.files["proposed_weights"])

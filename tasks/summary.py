@@ -39,6 +39,11 @@ def swarm_summary(
         f"- runs: {outcome.get('runs', '?')}" + (f", succeeded {outcome['succeeded']}" if "succeeded" in outcome else "")
         + (f", not succeeded {len(outcome['failed'])}" if outcome.get("failed") else ""),
     ]
+    lineage = swarm.metadata().get("reuse")
+    if lineage:
+        from olmix_core.reuse import ReuseLineage
+
+        lines.append(f"- {ReuseLineage.model_validate(lineage).line()}")
     if outcome.get("eval_script"):
         lines.append(f"- offline eval script: `{outcome['eval_script']}`")
     if note:
