@@ -17,8 +17,8 @@ from prefect import flow, get_run_logger
 
 from flows._common import label_flow_run, record, resolve_config, resolve_group_id, results_source
 from flows._fit import fit_propose_verify
-from olmix_core.sampling import read_mixtures_file
 from olmix_core.reuse import plan_for, record_plan
+from olmix_core.sampling import read_mixtures_file
 from olmix_core.swarm import ensure_data, finish_without_swarm
 from tasks._common import in_store, open_swarm_store
 from tasks.evals import emit_eval_script
