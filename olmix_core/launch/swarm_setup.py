@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from olmix_core.config import ExperimentConfig
+from olmix_core.config import EXISTING, ExperimentConfig
 from olmix_core.errors import ConfigError, DataError, InfeasibleError
 from olmix_core.launch.base import Launcher
 from olmix_core.names import check_group_id, new_group_id, parse_run_name
@@ -64,7 +64,12 @@ def store_priors(config: ExperimentConfig, swarm: SwarmStore) -> dict[str, Any]:
 
 def check_mixtures(config: ExperimentConfig, token_counts: dict[str, int], mixtures: list[Mixture], where: str = "mixtures") -> list[Mixture]:
     """Validate given mixtures against the config (known leaves, weights summing to 1, token caps) and fill in
-    repetition factors: `max(1, weight × target_tokens / tokens)`."""
+    repetition factors: `max(1, weight × target_tokens / tokens)`. A reuse config's mixtures may be over its reduced
+    domains (`existing` + free leaves)."""
+    if config.reuse is not None and any(EXISTING in m for m in mixtures):
+        from olmix_core.reuse import reduced_config, resolved
+
+        config, token_counts = reduced_config(resolved(config), token_counts)
     caps = config.leaf_repetition_caps()
     leaves = config.leaf_names()
     target = config.target_tokens

@@ -157,3 +157,10 @@ def test_reduced_swarm_samples_existing_as_one_domain_within_every_leaf_cap(reso
         assert sum(w for w, _ in leaf.values()) == pytest.approx(1.0)
         assert leaf["wiki"][0] == m["wiki"][0]
     assert np.isclose(leaf_mixes[0]["web:sports"][1], max(1.0, leaf_mixes[0]["web:sports"][0] * 3_000_000 / 500_000))
+
+
+def test_given_mixtures_may_be_over_the_reduced_domains(resolved):
+    mixes = check_mixtures(resolved, TOKENS, [{EXISTING: 0.7, "wiki": 0.3}])
+    assert mixes[0][EXISTING][0] == pytest.approx(0.7) and set(mixes[0]) == {EXISTING, "wiki"}
+    with pytest.raises(DataError, match="code"):
+        check_mixtures(resolved, TOKENS, [{EXISTING: 0.7, "code": 0.3}])  # a frozen leaf is not a domain of its own
