@@ -524,8 +524,10 @@ def record_plan(swarm: Any, plan: ReusePlan | None) -> None:
     """reuse_plan.json in the swarm's folder and the lineage in metadata.json (`reuse`), for summaries."""
     if plan is None:
         return
+    from olmix_core.metadata import update_metadata
+
     swarm.store.write_json(swarm.key(PLAN_FILE), plan.model_dump(mode="json"))
-    swarm.update_metadata(reuse=lineage(plan).model_dump(mode="json"))
+    update_metadata(swarm, reuse=lineage(plan).model_dump(mode="json"))
 
 
 class ReuseLineage(BaseModel):

@@ -7,9 +7,8 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from olmix_core.config import ExperimentConfig
-from olmix_core.swarm import VERIFY_FILE, VerifyResult
+from olmix_core.stages import VERIFY_FILE, FitSummary, ProposalSummary, VerifyResult
 from tasks._common import artifact_key, open_swarm_store
-from tasks.fit import FitSummary, ProposalSummary
 
 
 def _fmt(v: float | None) -> str:
@@ -39,11 +38,9 @@ def swarm_summary(
         f"- runs: {outcome.get('runs', '?')}" + (f", succeeded {outcome['succeeded']}" if "succeeded" in outcome else "")
         + (f", not succeeded {len(outcome['failed'])}" if outcome.get("failed") else ""),
     ]
-    lineage = swarm.metadata().get("reuse")
-    if lineage:
-        from olmix_core.reuse import ReuseLineage
-
-        lines.append(f"- {ReuseLineage.model_validate(lineage).line()}")
+    lineage = swarm.metadata().reuse
+    if lineage is not None:
+        lines.append(f"- {lineage.line()}")
     if outcome.get("eval_script"):
         lines.append(f"- offline eval script: `{outcome['eval_script']}`")
     if note:

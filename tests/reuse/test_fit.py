@@ -12,7 +12,7 @@ from olmix_core.config import EXISTING, ExperimentConfig
 from olmix_core.fit import run_fit
 from olmix_core.reuse import EXPANDED_FILE, expand_mixtures, propose_expanded, reduce_weights, reduced_fit_inputs, resolve_reuse
 from olmix_core.sampling import generate_mixtures
-from olmix_core.swarm import fit_options
+from olmix_core.stages import fit_options
 from tests.conftest import minimal_config
 
 TOKENS = {"wiki": 2_000_000, "code": 1_000_000, "web:science": 3_000_000, "web:sports": 500_000}

@@ -8,7 +8,7 @@ import pytest
 
 from flows.swarm import swarm
 from olmix_core.config import EXISTING
-from olmix_core.reuse import EXPANDED_FILE, ReuseLineage
+from olmix_core.reuse import EXPANDED_FILE
 from olmix_core.store import SwarmStore
 from tests.orchestration._helpers import FAST, artifacts, swarm_config
 
@@ -26,7 +26,7 @@ def test_flow_runs_the_reduced_swarm_and_records_the_lineage(tmp_path):
     assert state.is_completed(), state.message
     out = state.result()
     store = SwarmStore.open(str(tmp_path / "store"), "test-swarm", "00000e01")
-    assert len(store.metadata()["run_names"]) == 6
+    assert len(store.metadata().run_names) == 6
     ratios = store.store.read_text(store.results_key("ratios.csv")).splitlines()[0]
     assert ratios == f"run,name,{EXISTING},wiki"
     # the flow's proposal is over every leaf: existing's share at the frozen ratios
@@ -37,7 +37,7 @@ def test_flow_runs_the_reduced_swarm_and_records_the_lineage(tmp_path):
     for leaf, r in FROZEN.items():
         assert expanded[leaf] == pytest.approx(reduced[EXISTING] * r)
     assert out["verification"]["proposed_weights"].keys() <= expanded.keys()
-    lineage = ReuseLineage.model_validate(store.metadata()["reuse"])
+    lineage = store.metadata().reuse
     assert lineage.previous == str(prev) and lineage.frozen == sorted(FROZEN) and lineage.new == ["wiki"]
     summary = artifacts(["olmix-00000e01-summary"])["olmix-00000e01-summary"].data
     assert "reuse (partial)" in summary and str(prev) in summary

@@ -9,7 +9,6 @@ import pytest
 
 from olmix_core.config import EXISTING, ExperimentConfig
 from olmix_core.errors import ConfigError, DataError
-from olmix_core.launch.swarm_setup import check_mixtures
 from olmix_core.reuse import (
     default_variants,
     domains_of,
@@ -22,6 +21,7 @@ from olmix_core.reuse import (
     resolve_reuse,
 )
 from olmix_core.sampling import generate_mixtures
+from olmix_core.stages import check_mixtures
 from tests.conftest import minimal_config
 
 TOKENS = {"wiki": 2_000_000, "code": 1_000_000, "web:science": 3_000_000, "web:sports": 500_000}

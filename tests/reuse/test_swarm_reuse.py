@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import olmix_core.swarm as swarm_module
+import olmix_core.stages as stages_module
 from olmix_core.cli import cli
 from olmix_core.config import EXISTING, ExperimentConfig
 from olmix_core.launch.local import LocalLauncher
@@ -45,13 +45,13 @@ def test_update_trains_the_reduced_swarm_and_resumes_without_retraining(tmp_path
         raise KeyboardInterrupt  # e.g. Ctrl-C after training, before the fit
 
     with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
-        m.setattr(swarm_module, "fit_and_propose", interrupted)
+        m.setattr(stages_module, "fit", interrupted)
         run_swarm(config, str(tmp_path / "v2"), group_id="0badcafe", train_command=FAKE_TRAINER, timeout_s=120)
     outcome = run_swarm(config, str(tmp_path / "v2"), group_id="0badcafe", train_command=FAKE_TRAINER, timeout_s=120)
 
     swarm = SwarmStore.open(config.storage_root, "after", "0badcafe")
     statuses = LocalLauncher(config, swarm).status()
-    swarm_runs = swarm.metadata()["run_names"]
+    swarm_runs = swarm.metadata().run_names
     assert len(swarm_runs) == 9  # 3 reduced domains (existing, web:science, web:sports) x 3
     assert all(statuses[n].attempts == 1 and statuses[n].state == RunState.succeeded for n in swarm_runs)  # no retraining
     # runs train on real leaves at the frozen ratios; the table has one `existing` column
@@ -72,9 +72,9 @@ def test_update_trains_the_reduced_swarm_and_resumes_without_retraining(tmp_path
     assert outcome.verify.proposed_weights.keys() <= set(expanded)
     assert swarm.store.exists(swarm.fit_key(outcome.fit_id, EXPANDED_FILE))
     # lineage: which swarm and fit were reused
-    lineage = swarm.metadata()["reuse"]
-    assert lineage["previous_swarm"] == first.group_id and lineage["previous_fit_id"] == first.fit_id
-    assert lineage["frozen"] == ["code", "wiki"] and lineage["new"] == ["web:science", "web:sports"]
+    lineage = swarm.metadata().reuse
+    assert lineage.previous_swarm == first.group_id and lineage.previous_fit_id == first.fit_id
+    assert lineage.frozen == ["code", "wiki"] and lineage.new == ["web:science", "web:sports"]
     assert swarm.store.read_json(swarm.key(PLAN_FILE))["domains"] == [EXISTING, "web:science", "web:sports"]
 
 
