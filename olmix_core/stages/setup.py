@@ -256,6 +256,11 @@ def prepare(
     from olmix_core.reuse import record_plan, resolve_reuse
 
     config, plan = resolve_reuse(config)
+    if plan is not None and not plan.needs_swarm:
+        raise ConfigError(
+            "reuse: the update only removes leaves, so there is no swarm to launch; the final mixture is the previous one "
+            "renormalised (`olmix swarm` or `olmix mix expand` writes it)"
+        )
     swarm = open_swarm(config, group_id)
     priors = store_priors(config, swarm, write=not dry_run)
     mixes = store_mixtures(config, swarm, priors, mixtures, write=not dry_run)

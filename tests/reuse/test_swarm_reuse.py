@@ -121,3 +121,21 @@ def test_removal_only_update_through_swarm_runs_nothing(tmp_path):
     assert outcome.runs == {} and outcome.reuse.removed == ["books"] and not outcome.reuse.needs_swarm
     assert outcome.proposed_weights == pytest.approx({"wiki": 0.375, "code": 0.25, "web:science": 0.25, "web:sports": 0.125})
     assert json.loads((tmp_path / "out" / "proposed_weights.json").read_text()) == pytest.approx(outcome.proposed_weights)
+
+
+def test_launch_commands_plan_the_reduced_swarm(tmp_path):
+    prev = tmp_path / "prev.json"
+    prev.write_text(json.dumps({"code": 0.5, "web:science": 0.3, "web:sports": 0.2}))
+    cfg = launch_config(tmp_path, reuse={"previous": str(prev)}).model_dump(mode="json", exclude_none=True)
+    cfg.pop("variants")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(cli, ["launch", "validate", "--config", str(tmp_path / "c.yaml")])
+    assert res.exit_code == 0, res.output
+    assert "swarm over 2 domains: existing, wiki; 6 variants" in res.output and "(6 variants can be sampled)" in res.output
+    res = CliRunner().invoke(cli, ["launch", "run", "--config", str(tmp_path / "c.yaml"), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    specs = json.loads(res.output[: res.output.rindex("]") + 1])
+    assert len(specs) == 6 and all({m["leaf"] for m in s["mixture"]} <= {"wiki", "code", "web:science", "web:sports"} for s in specs)
+    prev.write_text(json.dumps({"wiki": 0.3, "code": 0.2, "web:science": 0.2, "web:sports": 0.1, "books": 0.2}))
+    res = CliRunner().invoke(cli, ["launch", "run", "--config", str(tmp_path / "c.yaml")])
+    assert res.exit_code == 1 and "only removes leaves" in res.output
