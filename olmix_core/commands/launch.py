@@ -108,9 +108,8 @@ def validate(config_path: str) -> None:
     to; exit 1 with the errors otherwise."""
     from olmix_core import stages
     from olmix_core.config import ExperimentConfig
-    from olmix_core.sampling import build_problem
-
     from olmix_core.reuse import resolve_reuse
+    from olmix_core.sampling import build_problem
 
     config, plan = resolve_reuse(ExperimentConfig.from_yaml(config_path))  # a reuse update: its reduced swarm's size
     if plan is not None:
