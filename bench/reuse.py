@@ -44,7 +44,7 @@ TARGET_REGRET_GAP = 0.02
 TARGET_TOKENS = 1_000_000
 RUNS_PER_DOMAIN = 3  # full recomputation: the same rule as a reuse swarm's default size
 INITIAL_RUNS_PER_DOMAIN = 6  # the mixture being maintained comes from a thorough swarm (shared, outside the totals)
-FIT = {"regression_type": "auto", "proposer_type": "auto", "kl_reg": 0.05, "plots": False, "n_jobs": 1}
+FIT = {"regression": {"type": "auto", "n_jobs": 1}, "proposer": {"kl_reg": 0.05}, "plots": False}
 
 
 class World:
@@ -113,7 +113,8 @@ def _swarm(world: World, config: ExperimentConfig, work: Path, rng: np.random.Ge
     pd.DataFrame({"run": ids, "name": ids, **{f"m{k}": Y[:, k] for k in range(METRICS)}}).to_csv(metrics, index=False)
     total = sum(world.tokens.values())
     priors = {"relative_sizes": {k: v / total for k, v in world.tokens.items()}, "token_counts": dict(world.tokens)}
-    options = {**FIT, "seed": config.seed, "target_tokens": float(TARGET_TOKENS), "repetition_factor": config.leaf_repetition_caps()}
+    options = {**FIT, "regression": {**FIT["regression"], "seed": config.seed},
+               "constraints": {"target_tokens": float(TARGET_TOKENS), "repetition_factor": config.leaf_repetition_caps()}}
     options, priors = reduced_fit_inputs(config, options, priors)
     fit = run_fit(ratios, metrics, str(work / "fit"), options, priors=priors)
     _, proposal = propose_expanded(config, fit, ratios, metrics, str(work / "fit"), options, priors)

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from olmix_core.errors import ConfigError
+from olmix_core.fit.options import RULE_ERROR, FitOptions
 from olmix_core.names import check_name
 
 DEFAULT_STORAGE_ROOT = ".olmix/store"
@@ -183,19 +184,6 @@ class OfflineEvalConfig(_Strict):
         return v
 
 
-class FitConfig(_Strict):
-    """What the swarm optimises when it fits (the `olmix fit` options in config form)."""
-
-    metrics: list[str] | None = None  # default: every metric pulled
-    objective: str | None = None  # one metric; default: the average of `metrics`
-    maximize: list[str] = []
-    regression_type: str = "auto"
-    proposer_type: str = "auto"
-    min_weight_per_domain: float = 0.0
-    kl_reg: float = 0.0
-    repetition_factor: float | None = None  # token caps for the proposal; default: the config's
-
-
 EXISTING = "existing"  # the virtual domain of a reuse update: the frozen leaves at their previous ratios
 
 
@@ -291,7 +279,7 @@ class ExperimentConfig(_Strict):
     offline_eval: OfflineEvalConfig = OfflineEvalConfig()
 
     # fitting and storage
-    fit: FitConfig = FitConfig()
+    fit: FitOptions = FitOptions()  # the fit/propose options (olmix_core.fit.options); flat keys of earlier versions load
     storage_root: str = DEFAULT_STORAGE_ROOT
     priors: PriorsConfig | None = None
     reuse: ReuseConfig | None = None  # freeze the previous mixture's untouched leaves into `existing`
@@ -469,6 +457,8 @@ def format_validation_error(e: ValidationError, source: str) -> str:
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<top level>"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == RULE_ERROR:  # a cross-field rule of the fit options names its own field
+            loc, msg = f"{loc}.{err['ctx']['field']}", str(err["ctx"]["why"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not a config field; check the spelling)"
         lines.append(f"  {loc}: {msg}")

@@ -432,22 +432,29 @@ def reduced_config(config: ExperimentConfig, token_counts: Mapping[str, int]) ->
     return ExperimentConfig.from_dict(data, "reuse (reduced swarm)"), counts
 
 
-def reduced_fit_inputs(config: ExperimentConfig, options: dict[str, Any], priors: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit options and priors over the reduced domains, with the expanded mixture's token caps: existing's token
-    count is its capacity at the options' repetition caps (its own repetition factor 1), its prior its parts' size."""
+def reduced_fit_inputs(config: ExperimentConfig, options: Any, priors: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Fit options (`FitOptions`, or a mapping of them) and priors over the reduced domains, with the expanded
+    mixture's token caps: existing's token count is its capacity at the options' repetition caps (its own repetition
+    factor 1), its prior its parts' size. Without reuse both come back as given."""
+    from olmix_core.fit.options import FitOptions
+
     frozen = frozen_of(config)
     if not frozen:
         return options, dict(priors)
+    opts = FitOptions.from_dict(options)
+    c = opts.constraints
     counts = priors["token_counts"]
-    rep = options.get("repetition_factor", 1.0)
+    rep = c.repetition_factor if c.repetition_factor is not None else 1.0
     rep_of = {leaf: float(rep.get(leaf, 1.0) if isinstance(rep, dict) else rep) for leaf in config.leaf_names()}
     free = [leaf for leaf in config.leaf_names() if leaf not in frozen]
     token_counts = {EXISTING: existing_capacity(frozen, counts, rep_of), **{leaf: counts[leaf] for leaf in free}}
     sizes = {EXISTING: float(sum(counts[leaf] for leaf in frozen)), **{leaf: float(counts[leaf]) for leaf in free}}
     total = sum(sizes.values())
-    opts = dict(options)
-    opts["repetition_factor"] = {EXISTING: 1.0, **{leaf: rep_of[leaf] for leaf in free}}
-    opts["fixed_weights"] = {k: v for k, v in options.get("fixed_weights", {}).items() if k not in frozen}
+    constraints = c.model_copy(update={
+        "repetition_factor": {EXISTING: 1.0, **{leaf: rep_of[leaf] for leaf in free}},
+        "fixed_weights": {k: v for k, v in c.fixed_weights.items() if k not in frozen},
+    })
+    opts = opts.model_copy(update={"constraints": constraints})
     return opts, {"relative_sizes": {k: v / total for k, v in sizes.items()}, "token_counts": token_counts}
 
 
@@ -474,7 +481,7 @@ def _write_json(url: str, obj: Any) -> str:
 
 
 def propose_expanded(
-    config: ExperimentConfig, fit: Any, ratios: str, metrics: str, fit_dir: str, options: dict[str, Any], priors: Mapping[str, Any]
+    config: ExperimentConfig, fit: Any, ratios: str, metrics: str, fit_dir: str, options: Any, priors: Mapping[str, Any]
 ) -> tuple[Any, ExpandedProposal]:
     """Finish a reduced fit (`fit`: run_fit's FitResult with reduced `options`/`priors`) so the minimum weight holds on
     the expanded mixture, then write proposed_weights_expanded.json next to proposed_weights.json.
@@ -485,29 +492,34 @@ def propose_expanded(
     saved models with existing fixed, and the better prediction wins (its files are the fit folder's)."""
     from olmix_core.errors import InfeasibleError
     from olmix_core.fit import propose_from_fit
+    from olmix_core.fit.options import FitOptions
 
+    options = FitOptions.from_dict(options)
     frozen = frozen_of(config)
-    mw = float(options.get("min_weight_per_domain", 0.0))
+    mw = float(options.constraints.min_weight_per_domain)
     m_e = existing_minimum(frozen, mw)
     branches: dict[str, float] = {}
     w = fit.proposed_weights or {}
+
+    def pinned(value: float) -> FitOptions:
+        c = options.constraints
+        return options.model_copy(update={"constraints": c.model_copy(update={"fixed_weights": {**c.fixed_weights, EXISTING: value}})})
+
     if frozen and mw > 0 and 0 < w.get(EXISTING, 0.0) < m_e - 1e-12:
         results = {}
         for value in (0.0, m_e):
             if value > 1.0:
                 continue
-            opts = {**options, "fixed_weights": {**options.get("fixed_weights", {}), EXISTING: value}}
             try:
-                results[value] = propose_from_fit(ratios, metrics, fit_dir, opts, dict(priors))
+                results[value] = propose_from_fit(ratios, metrics, fit_dir, pinned(value), dict(priors))
             except InfeasibleError:
                 continue
             branches[f"{value:.6g}"] = float(results[value].proposal.penalised)
         if not results:
-            raise InfeasibleError(f"fit.min_weight_per_domain {mw}: {EXISTING!r} can be neither 0 nor >= {m_e:.4g} (its parts' minimum)")
+            raise InfeasibleError(f"fit.constraints.min_weight_per_domain {mw}: {EXISTING!r} can be neither 0 nor >= {m_e:.4g} (its parts' minimum)")
         best = min(results, key=lambda v: results[v].proposal.penalised)
         if best != list(results)[-1]:  # the folder holds the last branch's files: rewrite the winner's
-            opts = {**options, "fixed_weights": {**options.get("fixed_weights", {}), EXISTING: best}}
-            results[best] = propose_from_fit(ratios, metrics, fit_dir, opts, dict(priors))
+            results[best] = propose_from_fit(ratios, metrics, fit_dir, pinned(best), dict(priors))
         fit.proposal, fit.predicted = results[best].proposal, results[best].predicted
     reduced = dict(fit.proposed_weights or {})
     expanded = expand_weights(config, reduced) if frozen else reduced

@@ -39,7 +39,7 @@ def generate(config_path: str, output: str, seed: int | None, variants: int | No
     with open(output, "w") as f:
         json.dump(mixtures, f, indent=2)
     domains = domains_of(config)
-    sizes = reduced_fit_inputs(config, {"repetition_factor": 1.0}, priors)[1]["relative_sizes"]
+    sizes = reduced_fit_inputs(config, {"constraints": {"repetition_factor": 1.0}}, priors)[1]["relative_sizes"]
     click.echo(f"{len(mixtures)} mixtures over {len(domains)} domains -> {output}")
     click.echo(format_summary(summary_rows(mixtures, domains, sizes)))
 

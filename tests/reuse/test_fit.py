@@ -37,7 +37,7 @@ def _fit(tmp_path, loss, **overrides):
     pd.DataFrame({"run": ids, "name": ids, "loss": y}).to_csv(metrics, index=False)
     total = sum(TOKENS.values())
     priors = {"relative_sizes": {k: v / total for k, v in TOKENS.items()}, "token_counts": TOKENS}
-    options, priors = reduced_fit_inputs(config, {**fit_options(config), "plots": False, "n_jobs": 1}, priors)
+    options, priors = reduced_fit_inputs(config, fit_options(config).model_copy(update={"plots": False}), priors)
     out = tmp_path / "fit"
     fit = run_fit(ratios, metrics, str(out), options, priors=priors)
     fit, proposal = propose_expanded(config, fit, ratios, metrics, str(out), options, priors)
@@ -46,7 +46,7 @@ def _fit(tmp_path, loss, **overrides):
 
 def test_token_caps_hold_on_every_expanded_leaf(tmp_path):
     # more existing is better, but web:sports (0.5M tokens at ratio 0.25) caps existing at 2M of a 3M-token run
-    config, fit, proposal, out = _fit(tmp_path, lambda e: 3.0 - e, max_tokens=3_000_000, fit={"regression_type": "log_linear"})
+    config, fit, proposal, out = _fit(tmp_path, lambda e: 3.0 - e, max_tokens=3_000_000, fit={"regression": {"type": "log_linear"}})
     assert proposal.reduced[EXISTING] == pytest.approx(2 / 3, abs=1e-3)
     expanded = json.loads((out / EXPANDED_FILE).read_text())
     assert expanded == proposal.expanded and set(expanded) == set(config.leaf_names())
@@ -63,7 +63,7 @@ def test_minimum_weight_holds_on_every_expanded_leaf(tmp_path):
     # the loss is lowest at existing = 0.2, but each part needs >= 0.1: existing is 0 or >= 0.1 / 0.25 = 0.4
     config, fit, proposal, out = _fit(
         tmp_path, lambda e: 3.0 + 4 * (e - 0.2) ** 2, max_tokens=1_000_000,
-        fit={"min_weight_per_domain": 0.1, "regression_type": "gp"},
+        fit={"constraints": {"min_weight_per_domain": 0.1}, "regression": {"type": "gp"}},
     )
     assert proposal.existing_minimum == pytest.approx(0.4)
     assert proposal.branches, "the proposal fell into the gap, so both ends were proposed"

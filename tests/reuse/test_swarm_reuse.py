@@ -28,7 +28,7 @@ def _first(tmp_path):
     """The swarm before the update: wiki and code only."""
     sources = [{"name": "wiki", "paths": ["/data/wiki/*.bin"]}, {"name": "code", "paths": ["/data/code/*.bin"]}]
     return launch_config(tmp_path, name="before", variants=6, max_concurrency=4, sources=sources,
-                         fit={"objective": OBJECTIVE, "regression_type": "log_linear"})
+                         fit={"filtering": {"objective": OBJECTIVE}, "regression": {"type": "log_linear"}})
 
 
 def test_update_trains_the_reduced_swarm_and_resumes_without_retraining(tmp_path, fake_env, monkeypatch):
@@ -36,7 +36,7 @@ def test_update_trains_the_reduced_swarm_and_resumes_without_retraining(tmp_path
     first = run_swarm(_first(tmp_path), str(tmp_path / "v1"), train_command=FAKE_TRAINER, timeout_s=120)
     previous = tmp_path / "v1" / "proposed_weights.json"
     config = launch_config(tmp_path, name="after", max_concurrency=4, sources=[*_first(tmp_path).model_dump()["sources"], WEB],
-                           fit={"objective": OBJECTIVE, "regression_type": "log_linear"}, reuse={"previous": str(previous)})
+                           fit={"filtering": {"objective": OBJECTIVE}, "regression": {"type": "log_linear"}}, reuse={"previous": str(previous)})
     cfg = config.model_dump(mode="json", exclude_none=True)
     cfg.pop("variants")  # unset: the reduced swarm's size
     config = ExperimentConfig.from_dict(cfg)
