@@ -51,6 +51,7 @@ class RunSpec(BaseModel):
     status_url: str  # status.json in the store (done/failed marker)
     log_url: str | None = None
     purpose: str = "swarm"  # swarm | verify
+    round: int = 0  # adaptive swarms: 0 = the sampled swarm, k = the k-th batch appended by `launch run --append`
 
     def weights(self) -> dict[str, float]:
         return {m.leaf: m.weight for m in self.mixture}
@@ -126,9 +127,27 @@ def parse_status(swarm: SwarmStore, run: str, data: Any) -> RunStatus:
         raise ArtifactCorrupt(f"{swarm.url('runs', run, 'status.json')}: invalid run status ({e})") from None
 
 
+UNREADABLE = "unreadable status.json"
+
+
+def unreadable_status(run: str, why: str) -> RunStatus:
+    """What a run with a corrupt status.json shows as: failed (so a resume queues it again and writes a fresh status),
+    with the reason starting `unreadable status.json` and `extra.unreadable` set."""
+    return RunStatus(run_name=run, state=RunState.failed, reason=f"{UNREADABLE}, resume the group to re-create it: {why}", extra={"unreadable": True})
+
+
 def read_statuses(swarm: SwarmStore) -> dict[str, RunStatus]:
-    """Every stored run status of the group, in one listing and one batched read."""
-    return {name: parse_status(swarm, name, data) for name, data in swarm.read_run_files("status.json").items()}
+    """Every stored run status of the group, in one listing and one batched read. A corrupt file hides nothing else:
+    that run alone reads as `unreadable_status`."""
+    corrupt: dict[str, str] = {}
+    out: dict[str, RunStatus] = {}
+    for name, data in swarm.read_run_files("status.json", corrupt).items():
+        try:
+            out[name] = parse_status(swarm, name, data)
+        except ArtifactCorrupt as e:
+            corrupt[name] = str(e)
+    out.update({name: unreadable_status(name, why) for name, why in corrupt.items()})
+    return dict(sorted(out.items()))
 
 
 def write_status(swarm: SwarmStore, status: RunStatus, **update: Any) -> RunStatus:
@@ -153,7 +172,12 @@ def mixture_entries(config: ExperimentConfig, mixture: dict[str, list[float]]) -
 
 
 def build_run_specs(
-    config: ExperimentConfig, swarm: SwarmStore, mixtures: list[dict[str, list[float]]], purpose: str = "swarm", first_variant: int = 0
+    config: ExperimentConfig,
+    swarm: SwarmStore,
+    mixtures: list[dict[str, list[float]]],
+    purpose: str = "swarm",
+    first_variant: int = 0,
+    round: int = 0,
 ) -> list[RunSpec]:
     """One spec per mixture, named `{name}-{group}-{variant:04d}`; checkpoints where the eval script will look."""
     names = [run_name(config.name, swarm.group_id, first_variant + i) for i in range(len(mixtures))]
@@ -183,6 +207,7 @@ def build_run_specs(
                 status_url=swarm.store.url(swarm.run_key(name, "status.json")),
                 log_url=swarm.store.url(swarm.run_key(name, "train.log")),
                 purpose=purpose,
+                round=round,
             )
         )
     return specs

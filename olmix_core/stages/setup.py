@@ -137,6 +137,7 @@ def _same_mixtures(a: list[Mixture], b: list[Mixture], tol: float = 1e-9) -> boo
 def store_run_specs(
     config: ExperimentConfig, swarm: SwarmStore, mixtures: list[Mixture], purpose: str = "swarm", first_variant: int = 0,
     write: bool = True,
+    round: int = 0,
 ) -> list[RunSpec]:
     """Build and write (unless `write` is false) one spec per mixture; a stored spec that differs from the new one
     is an error (it would change a run that may already have trained)."""
@@ -144,10 +145,12 @@ def store_run_specs(
         from olmix_core.reuse import expand_mixtures
 
         mixtures = expand_mixtures(config, mixtures, store_priors(config, swarm, write=write)["token_counts"])
-    specs = build_run_specs(config, swarm, mixtures, purpose=purpose, first_variant=first_variant)
+    specs = build_run_specs(config, swarm, mixtures, purpose=purpose, first_variant=first_variant, round=round)
     existing = swarm.read_run_files("spec.json")
     for spec in specs:
         old = existing.get(spec.run_name)
+        if old is not None:
+            old = {"round": 0, **old}  # specs written before adaptive rounds existed are round 0
         new = spec.model_dump(mode="json")
         if old is not None and old != new:
             fields = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -262,6 +265,8 @@ def prepare(
             "renormalised (`olmix swarm` or `olmix mix expand` writes it)"
         )
     swarm = open_swarm(config, group_id)
+    if not dry_run:
+        swarm.store.check_writable()  # a read-only or impossible storage_root fails here, before any work
     priors = store_priors(config, swarm, write=not dry_run)
     mixes = store_mixtures(config, swarm, priors, mixtures, write=not dry_run)
     if dry_run:

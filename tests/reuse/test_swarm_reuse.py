@@ -132,9 +132,9 @@ def test_launch_commands_plan_the_reduced_swarm(tmp_path):
     res = CliRunner().invoke(cli, ["launch", "validate", "--config", str(tmp_path / "c.yaml")])
     assert res.exit_code == 0, res.output
     assert "swarm over 2 domains: existing, wiki; 6 variants" in res.output and "(6 variants can be sampled)" in res.output
-    res = CliRunner().invoke(cli, ["launch", "run", "--config", str(tmp_path / "c.yaml"), "--dry-run"])
+    res = CliRunner().invoke(cli, ["launch", "run", "--config", str(tmp_path / "c.yaml"), "--dry-run", "--specs-out", str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output
-    specs = json.loads(res.output[: res.output.rindex("]") + 1])
+    specs = json.loads((tmp_path / "s.json").read_text())
     assert len(specs) == 6 and all({m["leaf"] for m in s["mixture"]} <= {"wiki", "code", "web:science", "web:sports"} for s in specs)
     prev.write_text(json.dumps({"wiki": 0.3, "code": 0.2, "web:science": 0.2, "web:sports": 0.1, "books": 0.2}))
     res = CliRunner().invoke(cli, ["launch", "run", "--config", str(tmp_path / "c.yaml")])
