@@ -19,10 +19,13 @@ from prefect import flow, get_run_logger
 from flows._common import failed, label_flow_run, resolve_config, resolve_group_id, swarm_run_name
 from flows._fit import fit_propose_verify
 from olmix_core.config import ExperimentConfig
+from olmix_core.errors import ConfigError
 from olmix_core.metadata import update_metadata
+from olmix_core.reuse import plan_for, record_plan
+from olmix_core.rounds import check_rounds
 from olmix_core.sampling import read_mixtures_file
 from olmix_core.stages.results import results_source
-from olmix_core.swarm import ensure_data
+from olmix_core.swarm import ensure_data, finish_without_swarm
 from tasks._common import in_store, open_swarm_store
 from tasks.evals import emit_eval_script
 from tasks.launch import poll_runs, submit_runs
@@ -30,6 +33,13 @@ from tasks.setup import count_priors, sample_mixtures, write_run_specs
 from tasks.summary import swarm_summary
 
 DEFAULT_CONFIG = "configs/examples/local-tiny.yaml"
+
+
+def reuse_plan(cfg, swarm_store):
+    """The reuse plan, recorded in the store (reuse_plan.json, metadata's `reuse`) for the summary."""
+    plan = plan_for(cfg)
+    record_plan(swarm_store, plan)
+    return plan
 
 
 @flow(name="olmix", description="One swarm: sample mixtures, train proxies, pull results, fit, propose, verify.",
@@ -45,6 +55,9 @@ def swarm(
     timeout_s: float | None = None,
     mixtures_file: str | None = None,
     launcher_options: dict[str, Any] | None = None,
+    rounds: int = 1,
+    round_variants: int | None = None,
+    min_improvement: float = 0.0,
 ) -> dict[str, Any]:
     """Run one swarm.
 
@@ -60,12 +73,17 @@ def swarm(
         timeout_s: give up polling after this many seconds (the runs keep going; re-run to wait again).
         mixtures_file: use these mixtures (JSON) instead of sampling.
         launcher_options: options of the inprocess launcher (InProcessOptions).
+        rounds: adaptive swarm: rounds in all (1 = the sampled swarm only); each further round is a sub-flow that
+            fits, chooses `round_variants` new runs by batch Bayesian optimisation and trains them (flows/adaptive.py).
+        round_variants: runs per further round (default: half the config's variants).
+        min_improvement: stop the rounds when the next batch's expected improvement (objective units) is below this.
     """
     cfg = gid = None
     try:
         cfg = resolve_config(config)
         gid = resolve_group_id(group_id)
-        return _swarm(cfg, gid, launcher or cfg.launcher, wait, poll_interval, eval_mode, verify, timeout_s, mixtures_file, launcher_options)
+        return _swarm(cfg, gid, launcher or cfg.launcher, wait, poll_interval, eval_mode, verify, timeout_s, mixtures_file, launcher_options,
+                      rounds, round_variants, min_improvement)
     except Exception as e:
         swarm_store = open_swarm_store(cfg, gid) if cfg is not None and gid is not None else None
         if swarm_store is not None:
@@ -75,14 +93,27 @@ def swarm(
 
 
 def _swarm(cfg: ExperimentConfig, gid: str, kind: str, wait: bool, poll_interval: float, eval_mode: str, verify: bool,
-           timeout_s: float | None, mixtures_file: str | None, launcher_options: dict[str, Any] | None) -> dict[str, Any]:
+           timeout_s: float | None, mixtures_file: str | None, launcher_options: dict[str, Any] | None,
+           rounds: int = 1, round_variants: int | None = None, min_improvement: float = 0.0) -> dict[str, Any]:
     log = get_run_logger()
+    check_rounds(rounds, round_variants, min_improvement)
+    if rounds > 1 and (eval_mode != "inloop" or not wait):
+        raise ConfigError("rounds > 1 chooses each batch from the previous round's in-loop results: "
+                          "it needs eval_mode 'inloop' and wait true", fields=("rounds",))
     label_flow_run(f"{cfg.name}-{gid}", [f"group:{gid}", f"swarm:{cfg.name}"])
     swarm_summary(cfg, gid, "setting up: priors, mixtures, run specs")
     swarm_store = open_swarm_store(cfg, gid)
     source = results_source(eval_mode, kind)
     log.info("swarm %s, group %s, %d variants, launcher %s, store %s", cfg.name, gid, cfg.variants, kind, swarm_store.url())
 
+    if cfg.reuse is not None:
+        plan = reuse_plan(cfg, swarm_store)
+        log.info("%s", plan.summary())
+        if not plan.needs_swarm:
+            weights = finish_without_swarm(cfg, plan, gid, None).proposed_weights
+            swarm_summary(cfg, gid, "done: no swarm needed", note="reuse: only removals; the final mixture is the previous one "
+                                                                  "renormalised: " + ", ".join(f"`{k}` {v:.4f}" for k, v in (weights or {}).items()))
+            return {"name": cfg.name, "group_id": gid, "store": swarm_store.url(), "runs": 0, "status": "no swarm needed", "proposal": weights}
     ensure_data(cfg)  # configs that train on `olmix demo-data` get it generated (seeded; kept when present)
     given = read_mixtures_file(mixtures_file) if mixtures_file else None
     priors = in_store(count_priors, cfg)(cfg, gid)
@@ -105,5 +136,11 @@ def _swarm(cfg: ExperimentConfig, gid: str, kind: str, wait: bool, poll_interval
                                                                 "`olmix.evals.landed` when results appear, which starts the re-fit.")
         return {**outcome, "status": "awaiting offline evals"}
 
+    if rounds > 1:
+        from flows.adaptive import run_rounds
+
+        summaries = run_rounds(cfg, gid, source, kind, rounds, round_variants or max(1, cfg.variants // 2), min_improvement,
+                               launcher_options, poll_interval, timeout_s)
+        outcome["rounds"] = [s.model_dump(mode="json") for s in summaries]
     return fit_propose_verify(cfg, gid, source, only_if_new=False, force=False, verify_proposal=verify, launcher=kind,
                               launcher_options=launcher_options, timeout_s=timeout_s, known=outcome)

@@ -372,6 +372,7 @@ class OfflineEvalConfig(_Strict):
         return v
 
 
+<<<<<<< HEAD
 class EvaluationConfig(_Strict):
     """How the proxies are evaluated: in-loop validation sets, the offline eval script, the local offline eval."""
 
@@ -456,6 +457,44 @@ def move_legacy_keys(data: dict[str, Any], source: str = "config") -> dict[str, 
     for key in moved:
         log.warning("%s: config key %r is deprecated: use %r", source, key, ".".join(LEGACY_KEYS[key]))
     return out
+=======
+EXISTING = "existing"  # the virtual domain of a reuse update: the frozen leaves at their previous ratios
+
+
+class ReuseConfig(_Strict):
+    """Mixture reuse after a domain-set update (see docs/reuse.md and `olmix_core.reuse`).
+
+    `partial` freezes every leaf present in the previous mixture and in this config (and not in `recompute`) into one
+    virtual domain `existing` at the previous ratios renormalised, and swarms over {existing, free leaves} only.
+    `full` ignores the previous mixture for the swarm (every current leaf is free, as without `reuse`) and only keeps
+    the lineage: the baseline that reuse is measured against.
+    """
+
+    previous: str | None = None  # proposed_weights.json of a previous fit, or a {leaf: weight} JSON/YAML file (fsspec URL)
+    recompute: list[str] = []  # leaves or sources to free again (changed data)
+    mode: Literal["partial", "full"] = "partial"
+    frozen: dict[str, float] | None = None  # existing's inner ratios, resolved from `previous` by `olmix mix reuse`
+
+    @field_validator("frozen")
+    @classmethod
+    def _frozen(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        bad = {k: w for k, w in v.items() if not (0.0 <= w <= 1.0)}
+        if bad:
+            raise ValueError(f"ratios must be in [0, 1] (got {bad})")
+        if v and abs(sum(v.values()) - 1.0) > 1e-6:
+            raise ValueError(f"ratios sum to {sum(v.values()):.6f}, not 1")
+        return v
+
+    @model_validator(mode="after")
+    def _source(self) -> "ReuseConfig":
+        if self.previous is None and self.frozen is None:
+            raise ValueError("set `previous` (the previous mixture) or `frozen` (existing's ratios)")
+        if self.previous is not None and any(ord(c) < 32 for c in self.previous):
+            raise ValueError("previous: control characters are not allowed")
+        return self
+>>>>>>> main
 
 
 class ExperimentConfig(_Strict):
@@ -503,6 +542,7 @@ class ExperimentConfig(_Strict):
     fit: FitOptions = FitOptions()  # the fit/propose options (olmix_core.fit.options); flat keys of earlier versions load
     storage_root: str = DEFAULT_STORAGE_ROOT
     priors: PriorsConfig | None = None
+    reuse: ReuseConfig | None = None  # freeze the previous mixture's untouched leaves into `existing`
 
     _free_text: ClassVar[frozenset[str]] = frozenset({"description"})
     _name = field_validator("name")(lambda v: check_name(v, "name"))
@@ -624,6 +664,20 @@ class ExperimentConfig(_Strict):
             missing = sorted(leaves - set(self.priors.token_counts))
             if missing:
                 raise ValueError(f"priors.token_counts: no count for leaves {missing}")
+<<<<<<< HEAD
+=======
+        for label in self.eval_sources:
+            check_name(label, "eval_sources label")
+        if self.reuse is not None:
+            if EXISTING in source_names:
+                raise ValueError(f"reuse: a source may not be named {EXISTING!r} (the virtual domain of reuse)")
+            unknown = sorted(set(self.reuse.recompute) - source_names - leaves)
+            if unknown:
+                raise ValueError(f"reuse.recompute: unknown sources or leaves {unknown}")
+            unknown = sorted(set(self.reuse.frozen or {}) - leaves)
+            if unknown:
+                raise ValueError(f"reuse.frozen: leaves not in the config's sources {unknown}")
+>>>>>>> main
         longest = max_swarm_name_length(self.variants)
         if len(self.name) > longest:
             raise ValueError(f"name: {len(self.name)} characters; with {self.variants} variants at most {longest} fit in a "
