@@ -372,7 +372,6 @@ class OfflineEvalConfig(_Strict):
         return v
 
 
-<<<<<<< HEAD
 class EvaluationConfig(_Strict):
     """How the proxies are evaluated: in-loop validation sets, the offline eval script, the local offline eval."""
 
@@ -457,7 +456,8 @@ def move_legacy_keys(data: dict[str, Any], source: str = "config") -> dict[str, 
     for key in moved:
         log.warning("%s: config key %r is deprecated: use %r", source, key, ".".join(LEGACY_KEYS[key]))
     return out
-=======
+
+
 EXISTING = "existing"  # the virtual domain of a reuse update: the frozen leaves at their previous ratios
 
 
@@ -494,7 +494,6 @@ class ReuseConfig(_Strict):
         if self.previous is not None and any(ord(c) < 32 for c in self.previous):
             raise ValueError("previous: control characters are not allowed")
         return self
->>>>>>> main
 
 
 class ExperimentConfig(_Strict):
@@ -664,10 +663,6 @@ class ExperimentConfig(_Strict):
             missing = sorted(leaves - set(self.priors.token_counts))
             if missing:
                 raise ValueError(f"priors.token_counts: no count for leaves {missing}")
-<<<<<<< HEAD
-=======
-        for label in self.eval_sources:
-            check_name(label, "eval_sources label")
         if self.reuse is not None:
             if EXISTING in source_names:
                 raise ValueError(f"reuse: a source may not be named {EXISTING!r} (the virtual domain of reuse)")
@@ -677,7 +672,6 @@ class ExperimentConfig(_Strict):
             unknown = sorted(set(self.reuse.frozen or {}) - leaves)
             if unknown:
                 raise ValueError(f"reuse.frozen: leaves not in the config's sources {unknown}")
->>>>>>> main
         longest = max_swarm_name_length(self.variants)
         if len(self.name) > longest:
             raise ValueError(f"name: {len(self.name)} characters; with {self.variants} variants at most {longest} fit in a "
