@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test test-fast demo serve bench clean
+.PHONY: install lint test test-fast demo serve bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: install
 
 serve: install
 	$(BIN)/python -m deployments.serve
+
+docs: install
+	$(BIN)/python -m olmix_core.docs_gen
+	$(BIN)/python -m deployments.reference
 
 bench: install
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

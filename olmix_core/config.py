@@ -55,10 +55,12 @@ def _repetition(v: float | None) -> float | None:
 class TopicConfig(_Strict):
     """A topic inside a source; its leaf is named `source:topic`."""
 
-    name: str
-    paths: list[str] = Field(min_length=1)
-    weight: float | None = None
-    max_repetition_factor: float | None = None
+    name: str = Field(description="Topic name; the leaf is `source:topic`.")
+    paths: list[str] = Field(min_length=1, description="Token files, folders or globs (local, `s3://`, `gs://`).")
+    weight: float | None = Field(None, description="Fixes the topic's share inside its source, in [0, 1].")
+    max_repetition_factor: float | None = Field(
+        None, description="Repetition cap of this topic (≥ 1); default: its source's `max_repetition_factor`."
+    )
 
     _name = field_validator("name")(lambda v: check_name(v, "topic name"))
 
@@ -69,11 +71,13 @@ class TopicConfig(_Strict):
 class SourceConfig(_Strict):
     """A data source: either `paths` (one leaf) or `topics` (one leaf per topic)."""
 
-    name: str
-    paths: list[str] | None = None
-    topics: list[TopicConfig] | None = None
-    max_repetition_factor: float = 1.0
-    weight: float | None = None
+    name: str = Field(description="Source name.")
+    paths: list[str] | None = Field(
+        None, description="Files, folders or globs (local, `s3://`, `gs://`); exactly one of `paths` / `topics`."
+    )
+    topics: list[TopicConfig] | None = Field(None, description="Topics of this source, one leaf each.")
+    max_repetition_factor: float = Field(1.0, description="How often this source's tokens may be repeated (≥ 1).")
+    weight: float | None = Field(None, description="Fixes the source's share in every mixture, in [0, 1].")
 
     _name = field_validator("name")(lambda v: check_name(v, "source name"))
 
@@ -109,54 +113,69 @@ class SourceConfig(_Strict):
 class PriorsConfig(_Strict):
     """Known token counts per leaf: skips listing the files."""
 
-    token_counts: dict[str, int]
-    relative_sizes: dict[str, float] | None = None
+    token_counts: dict[str, int] = Field(description="`{leaf: tokens}` for every leaf (output of `olmix priors compute`).")
+    relative_sizes: dict[str, float] | None = Field(None, description="`{leaf: share of all tokens}`.")
 
 
 class WandbConfig(_Strict):
-    mode: Literal["off", "offline", "online"] = "off"
-    project: str = "olmix"
-    entity: str | None = None
+    """WandB logging of the proxy runs (online needs `WANDB_API_KEY` in the environment)."""
+
+    mode: Literal["off", "offline", "online"] = Field("off", description="`off`, `offline` or `online`.")
+    project: str = Field("olmix", description="WandB project.")
+    entity: str | None = Field(None, description="WandB entity (user or team); default: the API key's.")
 
 
 class TrainingConfig(_Strict):
     """How each proxy model is trained (olmo-core). Batch sizes are in tokens, as olmo-core counts them."""
 
-    model: str | None = None  # olmo-core preset, e.g. olmo2_1M; default: proxy_model_id, else a tiny custom shape
-    d_model: int | None = None  # custom shape (used when model is "tiny"/None and no preset applies)
-    n_layers: int | None = None
-    n_heads: int | None = None
-    vocab_size: int | None = None  # custom vocab for local data
-    eos_token_id: int | None = None
-    pad_token_id: int | None = None
-    global_batch_size: int | None = None  # tokens per step; default 16 sequences
-    microbatch_size: int | None = None  # tokens per rank micro-batch; default = global batch
-    learning_rate: float = 4e-3
-    weight_decay: float = 0.1
-    warmup_fraction: float = 0.1
-    checkpoint_interval: int | None = None  # steps; default: only at the end
-    threads_per_run: int = 1
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    wandb: WandbConfig = WandbConfig()
-    checkpoint_root: str | None = None  # default: {storage_root}/checkpoints
+    model: str | None = Field(None, description=(
+        "olmo-core preset (`olmo2_1M`, `olmo2_14M`, `olmo2_30M`, `olmo2_60M`, `olmo2_190M`, `olmo2_1B`, …) or `tiny`; "
+        "default: a custom shape from `d_model`/`n_layers`/`n_heads` if any is set, else the `proxy_model_id` preset, "
+        "else a tiny default (64/2/4)."
+    ))
+    d_model: int | None = Field(None, description="Custom shape: model width (used when no preset applies).")
+    n_layers: int | None = Field(None, description="Custom shape: number of layers.")
+    n_heads: int | None = Field(None, description="Custom shape: number of attention heads.")
+    vocab_size: int | None = Field(None, description="Custom vocabulary size (local/demo data); overrides a named tokenizer's.")
+    eos_token_id: int | None = Field(None, description="Custom vocabulary: end-of-document token id.")
+    pad_token_id: int | None = Field(None, description="Custom vocabulary: padding token id.")
+    global_batch_size: int | None = Field(None, description="Tokens per optimizer step; default: 16 sequences.")
+    microbatch_size: int | None = Field(None, description="Tokens per micro-batch (per rank); default: the global batch.")
+    learning_rate: float = Field(4e-3, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.1, description="AdamW weight decay.")
+    warmup_fraction: float = Field(0.1, description="Share of steps in linear warm-up (then cosine decay).")
+    checkpoint_interval: int | None = Field(None, description="Steps between checkpoints; default: only at the end.")
+    threads_per_run: int = Field(1, description="Torch threads per local run.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` (a GPU when there is one), `cpu` or `cuda`.")
+    wandb: WandbConfig = Field(default_factory=WandbConfig, description="WandB logging.")
+    checkpoint_root: str | None = Field(None, description="Where run checkpoints go; default: `{storage_root}/checkpoints`.")
 
 
 class BeakerConfig(_Strict):
-    image: str = "ai2/olmix"
-    user: str | None = None
-    secrets: dict[str, str] = {}  # env var -> Beaker secret name, e.g. WANDB_API_KEY: my_wandb_key
-    clusters: list[str] = []
-    max_submit_workers: int = 10
+    """Beaker jobs: image, user, secrets, clusters."""
+
+    image: str = Field("ai2/olmix", description="Beaker image with olmix installed, or `docker://<image>`.")
+    user: str | None = Field(None, description="Beaker user: checkpoint paths (`{user}`) and default secret names (`{user}_{VAR}`).")
+    secrets: dict[str, str] = Field(default_factory=dict, description=(
+        "`{ENV_VAR: secret name}` injected into jobs (e.g. `WANDB_API_KEY: my_wandb`); values never leave Beaker. "
+        "Default: `{user}_{VAR}` for what the config needs."
+    ))
+    clusters: list[str] = Field(default_factory=list, description="Clusters to allow; default: `cluster`.")
+    max_submit_workers: int = Field(10, description="Experiments created in parallel.")
 
 
 class OfflineEvalConfig(_Strict):
     """`olmix eval launch --backend local`: per-domain loss of each finished run's latest checkpoint on token files."""
 
-    sources: dict[str, list[str]] = {}  # eval domain label -> token files; default: eval_sources
-    bytes_per_token: dict[str, float] = {}  # label -> mean UTF-8 bytes per token: enables bits per byte
-    max_tokens: int | None = None  # per domain (whole documents, at least one); default: every token
-    batch_size: int = 16  # documents per forward pass
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    sources: dict[str, list[str]] = Field(
+        default_factory=dict, description="`{label: [token files]}` to evaluate on; default: `eval_sources`."
+    )
+    bytes_per_token: dict[str, float] = Field(default_factory=dict, description=(
+        "`{label: mean UTF-8 bytes per token}`: enables `lm:<label>:bpb` (custom byte-level vocabularies need none)."
+    ))
+    max_tokens: int | None = Field(None, description="Tokens per eval set (whole documents, at least one); default: all.")
+    batch_size: int = Field(16, description="Documents per forward pass.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto`, `cpu` or `cuda`.")
 
     @field_validator("sources")
     @classmethod
@@ -186,76 +205,112 @@ class OfflineEvalConfig(_Strict):
 class FitConfig(_Strict):
     """What the swarm optimises when it fits (the `olmix fit` options in config form)."""
 
-    metrics: list[str] | None = None  # default: every metric pulled
-    objective: str | None = None  # one metric; default: the average of `metrics`
-    maximize: list[str] = []
-    regression_type: str = "auto"
-    proposer_type: str = "auto"
-    min_weight_per_domain: float = 0.0
-    kl_reg: float = 0.0
-    repetition_factor: float | None = None  # token caps for the proposal; default: the config's
+    metrics: list[str] | None = Field(None, description="Metrics to fit; default: every metric pulled.")
+    objective: str | None = Field(None, description="The metric to optimise; default: the average of `fit.metrics`.")
+    maximize: list[str] = Field(default_factory=list, description="Metrics where higher is better (lower is better otherwise).")
+    regression_type: str = Field("auto", description="Regressor (see `olmix fit --regression-type`).")
+    proposer_type: str = Field("auto", description="Proposer (see `olmix fit --proposer-type`).")
+    min_weight_per_domain: float = Field(0.0, description="Each proposed weight is 0 or ≥ this.")
+    kl_reg: float = Field(0.0, description="KL pull of the proposal toward the prior.")
+    repetition_factor: float | None = Field(
+        None, description="Token caps on the proposal; default: the config's `repetition_factor`."
+    )
 
 
 class ExperimentConfig(_Strict):
     """One swarm: sources, sampling knobs, proxy training, infrastructure, evals, storage."""
 
-    name: str
-    description: str = ""
-    variants: int = 16
-    seed: int = 42
-    max_tokens: int | None = None
-    proxy_model_id: str | None = None
-    chinchilla_multiple: float | None = None
-    sequence_length: int = 2048
-    dtype: DType = DType.uint32
-    tokenizer: str = "dolma2"
-    sources: list[SourceConfig]
+    name: str = Field(description="Swarm name; prefix of every run name.")
+    description: str = Field("", description="Free text.")
+    variants: int = Field(16, description="Number of mixtures (proxy runs); > 0.")
+    seed: int = Field(42, description="Sampling seed; run `i` trains with seed `seed + i`.")
+    max_tokens: int | None = Field(None, description=(
+        "Tokens per proxy run; > 0. Without it, `proxy_model_id` and `chinchilla_multiple` set it."
+    ))
+    proxy_model_id: str | None = Field(None, description=(
+        "olmo-core preset of the proxy (e.g. `olmo2_30M`); with `chinchilla_multiple` sets tokens = "
+        "20 × params × multiple when `max_tokens` is absent."
+    ))
+    chinchilla_multiple: float | None = Field(None, description="See `proxy_model_id`.")
+    sequence_length: int = Field(2048, description="Tokens per training sequence.")
+    dtype: DType = Field(DType.uint32, description="Token file dtype (`uint16` or `uint32`); token count = bytes // itemsize.")
+    tokenizer: str = Field("dolma2", description=(
+        "`dolma2`, `dolma2_sigdig`, `gpt-neox`, `gpt2`, or `custom` (see `training.vocab_size`)."
+    ))
+    sources: list[SourceConfig] = Field(description="The data sources; at least one, unique names.")
 
     # sampling
-    mix_temperature: float = 1.0
-    source_mix_temperature: float | None = None
-    topic_mix_temperature: float | None = None
-    min_strength: float = 0.1
-    max_strength: float = 5.0
-    minimum_weight: float = 0.0
-    minimum_source_weight: float = 0.0
-    minimum_topic_weight: float = 0.0
-    repetition_factor: float = 1.0
-    nonzero_weight: list[str] = []
-    fixed_source_weights: dict[str, float] = {}
-    manual_prior: dict[str, float] | None = None
-    sample_multiplier: int = 10
-    existing_mix_file: str | None = None
+    mix_temperature: float = Field(1.0, description="Temperature applied to priors (p^T, renormalised).")
+    source_mix_temperature: float | None = Field(
+        None, description="Temperature of the source-level prior; default: `mix_temperature`."
+    )
+    topic_mix_temperature: float | None = Field(
+        None, description="Temperature of the topic-level priors; default: `mix_temperature`."
+    )
+    min_strength: float = Field(0.1, description=(
+        "Lower end of the Dirichlet concentration range (log-uniform); low = sparse, spread-out mixtures."
+    ))
+    max_strength: float = Field(5.0, description="Upper end of the Dirichlet concentration range.")
+    minimum_weight: float = Field(0.0, description="Leaf weights below it become 0.")
+    minimum_source_weight: float = Field(0.0, description="Source weights below it become 0.")
+    minimum_topic_weight: float = Field(0.0, description="Topic shares (inside a source) below it become 0.")
+    repetition_factor: float = Field(1.0, description=(
+        "Global repetition cap (≥ 1); a leaf's cap is `min(repetition_factor, its max_repetition_factor)`."
+    ))
+    nonzero_weight: list[str] = Field(default_factory=list, description="Sources or leaves that must be > 0 in every mixture.")
+    fixed_source_weights: dict[str, float] = Field(
+        default_factory=dict, description="`{source: weight}` frozen in every mixture; sum ≤ 1."
+    )
+    manual_prior: dict[str, float] | None = Field(None, description="`{source: weight}` replaces the token-count prior.")
+    sample_multiplier: int = Field(10, description="Candidates drawn per batch = variants × multiplier.")
+    existing_mix_file: str | None = Field(
+        None, description="An earlier `mixtures.json`; new mixtures stay ≥ 0.01 (L2) away from its rows."
+    )
 
     # infrastructure
-    launcher: Literal["local", "beaker"] = "local"
-    max_concurrency: int | None = None  # local launcher; default cores / threads per run
-    budget: str | None = None
-    workspace: str | None = None
-    cluster: str = "local"
-    priority: Priority = Priority.normal
-    preemptible: bool = True
-    nodes: int = 1
-    gpus: int = 0
-    weka: bool = False
-    beaker: BeakerConfig = BeakerConfig()
-    max_attempts: int = 3  # per run, counting resubmissions after preemption/failure
+    launcher: Literal["local", "beaker"] = Field("local", description="`local` (subprocesses on this machine) or `beaker`.")
+    max_concurrency: int | None = Field(
+        None, description="Local launcher: runs at once; default: usable cores // `training.threads_per_run`."
+    )
+    budget: str | None = Field(None, description="Beaker budget.")
+    workspace: str | None = Field(None, description="Beaker workspace.")
+    cluster: str = Field("local", description="Beaker cluster (or the kind of storage checkpoints go to).")
+    priority: Priority = Field(Priority.normal, description="`low`, `normal`, `high` or `urgent`.")
+    preemptible: bool = Field(True, description="Beaker jobs may be preempted (and are resubmitted).")
+    nodes: int = Field(1, description="Nodes per proxy run (> 1: replicas with leader selection, under torchrun).")
+    gpus: int = Field(0, description="GPUs per node (> 1 runs under torchrun).")
+    weka: bool = Field(False, description="Mount Weka (checkpoints under `/weka/...` on jupiter/saturn).")
+    beaker: BeakerConfig = Field(default_factory=BeakerConfig, description="Beaker jobs: image, user, secrets, clusters.")
+    max_attempts: int = Field(3, description="Per run, counting resubmissions after preemption or failure.")
 
     # training and evals
-    training: TrainingConfig = TrainingConfig()
-    eval_sources: dict[str, list[str]] = {}  # in-loop validation sets: label -> token files
-    eval_interval: int | None = None
-    eval_tasks: list[str] | None = None  # offline eval tasks; default: the 109 olmo3 BPB tasks
-    eval_cluster: str = "aus"
-    eval_model_backend: str = "olmo_core"
-    checkpoint_roots: dict[str, str] = {}  # cluster kind (s3|gcs|weka|local) -> root, overriding the defaults
-    eval_results_prefix: str | None = None  # where offline eval dashboards live; default {storage_root}/evals
-    offline_eval: OfflineEvalConfig = OfflineEvalConfig()
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="How each proxy model is trained (olmo-core).")
+    eval_sources: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "In-loop validation sets: `{label: [token files]}`; logged as `eval/lm/<label>/CE loss`."
+    ))
+    eval_interval: int | None = Field(None, description="Steps between in-loop evaluations; default: only at the end.")
+    eval_tasks: list[str] | None = Field(None, description=(
+        "Tasks for the emitted `olmo-cookbook-eval` script; default: the 109 olmo3 offline BPB tasks."
+    ))
+    eval_cluster: str = Field("aus", description="Cluster passed to `olmo-cookbook-eval -c`.")
+    eval_model_backend: str = Field("olmo_core", description="Model backend passed to `olmo-cookbook-eval -v`.")
+    checkpoint_roots: dict[str, str] = Field(default_factory=dict, description=(
+        "Override the checkpoint root per storage kind (`s3`, `gcs`, `weka`, `local`) in eval scripts."
+    ))
+    eval_results_prefix: str | None = Field(None, description=(
+        "Where offline eval dashboards (`{prefix}/{dashboard}/{run}/…/metrics-all.jsonl`) live; "
+        "default: `{storage_root}/evals`."
+    ))
+    offline_eval: OfflineEvalConfig = Field(
+        default_factory=OfflineEvalConfig, description="`olmix eval launch --backend local`."
+    )
 
     # fitting and storage
-    fit: FitConfig = FitConfig()
-    storage_root: str = DEFAULT_STORAGE_ROOT
-    priors: PriorsConfig | None = None
+    fit: FitConfig = Field(default_factory=FitConfig, description="What the swarm optimises when it fits.")
+    storage_root: str = Field(DEFAULT_STORAGE_ROOT, description="The artifact store: a local folder, `s3://…` or `gs://…`.")
+    priors: PriorsConfig | None = Field(None, description=(
+        "Known token counts: skips file listing (output of `olmix priors compute`)."
+    ))
 
     _name = field_validator("name")(lambda v: check_name(v, "name"))
 
