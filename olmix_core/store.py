@@ -160,7 +160,7 @@ class ArtifactStore:
 
 
 class SwarmStore:
-    """The layout of one swarm (`{root}/{name}/{group id}/...`, see DESIGN.md)."""
+    """The layout of one swarm (`{root}/{name}/{group id}/...`, see docs/reference/store.md)."""
 
     def __init__(self, store: ArtifactStore, swarm_name: str, group_id: str) -> None:
         self.store = store

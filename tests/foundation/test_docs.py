@@ -97,3 +97,10 @@ def test_readme_is_a_short_entry_point():
     for command in ("make demo", "make test", "make serve", "prefect deployment run olmix/swarm"):
         assert command in readme, command
     assert readme.index("make serve") < readme.index("olmix swarm --config"), "the Prefect path comes first"
+
+
+def test_every_docs_page_is_reachable_from_the_index():
+    index = ROOT / "docs" / "index.md"
+    linked = {(index.parent / t.partition("#")[0]).resolve() for t in re.findall(r"\]\(([^)#\s]+)", index.read_text())}
+    orphans = [str(p.relative_to(ROOT)) for p in PAGES if p.parent != ROOT and p != index and p.resolve() not in linked]
+    assert not orphans, f"pages not linked from docs/index.md: {orphans}"
