@@ -14,8 +14,8 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def _assert_in_step(path: Path, rendered: str) -> None:
-    assert path.exists(), f"{path.relative_to(ROOT)} is missing: run `make docs`"
-    assert path.read_text() == rendered, f"{path.relative_to(ROOT)} is out of step with the code: run `make docs`"
+    assert path.exists(), f"{path.relative_to(ROOT)} is missing: run `{docs_gen.REGEN})"
+    assert path.read_text() == rendered, f"{path.relative_to(ROOT)} is out of step with the code: run `{docs_gen.REGEN})"
 
 
 @pytest.mark.parametrize("path", sorted(docs_gen.pages()), ids=lambda p: p.name)
@@ -44,7 +44,7 @@ def test_every_config_field_is_documented():
     assert not undescribed, f"config fields without Field(description=...): {undescribed}"
     reference = (ROOT / "docs" / "reference" / "config.md").read_text()
     missing = [f for f in fields if f"| `{f}` |" not in reference]
-    assert not missing, f"docs/reference/config.md lacks: {missing} (run `make docs`)"
+    assert not missing, f"docs/reference/config.md lacks: {missing} (run `{docs_gen.REGEN})"
 
 
 def test_cli_reference_covers_every_command():
