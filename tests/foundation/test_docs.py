@@ -104,3 +104,13 @@ def test_every_docs_page_is_reachable_from_the_index():
     linked = {(index.parent / t.partition("#")[0]).resolve() for t in re.findall(r"\]\(([^)#\s]+)", index.read_text())}
     orphans = [str(p.relative_to(ROOT)) for p in PAGES if p.parent != ROOT and p != index and p.resolve() not in linked]
     assert not orphans, f"pages not linked from docs/index.md: {orphans}"
+
+
+def test_store_reference_names_every_well_known_artifact():
+    from olmix_core.store import SwarmStore
+
+    names = [v for k, v in vars(SwarmStore).items() if k.isupper() and isinstance(v, str)]
+    assert "metadata.json" in names
+    reference = (ROOT / "docs" / "reference" / "store.md").read_text()
+    missing = [n for n in names if f"`{n}`" not in reference]
+    assert not missing, f"docs/reference/store.md lacks: {missing}"
