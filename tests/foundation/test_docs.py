@@ -33,7 +33,8 @@ def test_every_config_field_is_documented():
     """Each field (nested models and lists of models included) has a description, and the config reference lists
     it with that description."""
     fields = list(docs_gen.config_fields(ExperimentConfig))
-    assert {"name", "training.wandb.mode", "sources[].topics[].weight", "fit.objective"} <= set(fields)
+    assert {"name", "training.wandb.mode", "sources[].topics[].weight"} <= set(fields)
+    assert any(f.startswith("fit.") for f in fields)
     sections = dict(docs_gen.config_sections(ExperimentConfig))
     undescribed = []
     for field in fields:
