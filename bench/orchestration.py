@@ -31,9 +31,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 if "PREFECT_API_URL" not in os.environ:
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="olmix-bench-prefect-"))
 
-import tasks.evals  # noqa: E402
-import tasks.fit  # noqa: E402
-import tasks.setup  # noqa: E402
+import olmix_core.fit  # noqa: E402
+from olmix_core import stages  # noqa: E402
 from olmix_core.launch import inprocess  # noqa: E402
 from olmix_core.launch.inprocess import InProcessLauncher  # noqa: E402
 from olmix_core.store import SwarmStore  # noqa: E402
@@ -66,10 +65,11 @@ class CoreTimer:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator["CoreTimer"]:
-        stages = ("store_priors", "store_mixtures", "store_run_specs", "store_config", "write_metadata", "emit_eval_script", "submit_swarm")
-        targets = [(tasks.setup.swarm_setup, n) for n in stages] + [
-            (tasks.evals, "pull_results"), (tasks.evals, "tables_digest"),
-            (tasks.fit, "run_fit"), (tasks.fit, "propose_from_fit"),
+        steps = ("store_priors", "store_mixtures", "store_run_specs", "store_config", "record_swarm")
+        targets = [(stages.setup, n) for n in steps] + [
+            (stages, "emit_eval_script"), (stages.runs, "submit_swarm"),
+            (stages.results, "pull_results"), (stages.results, "tables_digest"),
+            (olmix_core.fit, "run_fit"), (olmix_core.fit, "propose_from_fit"),
             (InProcessLauncher, "submit"), (InProcessLauncher, "status"), (InProcessLauncher, "resubmit"),
         ]
         saved = [(obj, name, obj.__dict__[name]) for obj, name in targets]

@@ -1,4 +1,4 @@
-"""Helpers the flows share: config and group id resolution, flow run naming, the swarm's orchestration record."""
+"""Helpers the flows share: config and group id resolution, flow run naming, where results come from."""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ from prefect.runtime import flow_run
 from olmix_core.config import ExperimentConfig, load_config
 from olmix_core.errors import ConfigError
 from olmix_core.names import check_group_id, new_group_id
-from olmix_core.store import SwarmStore
-
-ORCHESTRATION = "orchestration"  # metadata.json field kept by the flows
 
 
 def resolve_config(config: str | dict[str, Any] | ExperimentConfig) -> ExperimentConfig:
@@ -47,19 +44,3 @@ def label_flow_run(name: str, tags: list[str]) -> None:
             client.update_flow_run(run_id, name=name, tags=sorted(set(current.tags) | set(tags)))
     except Exception as e:  # a cosmetic failure must not fail the swarm
         get_run_logger().warning("could not rename the flow run to %s: %s", name, e)
-
-
-def record(swarm: SwarmStore, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into metadata.json's `orchestration` block (what the watcher and the re-fit read)."""
-    meta = swarm.metadata()
-    block = {**meta.get(ORCHESTRATION, {}), **fields}
-    swarm.update_metadata(**{ORCHESTRATION: block})
-    return block
-
-
-def results_source(eval_mode: str, launcher: str) -> str:
-    """Where a swarm's metrics come from: offline evals → the eval dashboard; in-loop metrics → the store's run
-    records for local (and simulated) runs, WandB for Beaker runs."""
-    if eval_mode == "offline":
-        return "dashboard"
-    return "wandb" if launcher == "beaker" else "local"

@@ -8,18 +8,14 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from flows._common import ORCHESTRATION, record
+from olmix_core import stages
 from olmix_core.config import ExperimentConfig
-from olmix_core.errors import OlmixError
+from olmix_core.metadata import update_metadata
 from olmix_core.runspec import now_iso
 from tasks._common import in_store, open_swarm_store
 from tasks.evals import pull_swarm_results
 from tasks.fit import fit_swarm, propose_mixture, verify
 from tasks.summary import swarm_summary
-
-
-class NoResults(OlmixError):
-    """No run of the swarm has results to fit on yet."""
 
 
 def fit_propose_verify(
@@ -42,29 +38,25 @@ def fit_propose_verify(
     swarm = open_swarm_store(config, group_id)
     pulled = pull_swarm_results(config, group_id, source)
     report = pulled.report
-    last = swarm.metadata().get(ORCHESTRATION, {}).get("last_fit") or {}
-    still_open = bool(report.running or report.missing)
+    still_open = pulled.still_open
     outcome: dict[str, Any] = {"name": config.name, "group_id": group_id, "store": swarm.url(), "runs": len(report.expected),
                                "results": len(report.included), "new_results": report.new_runs, **(known or {})}
-    if only_if_new and not force and last.get("tables_sha256") == pulled.tables_sha256:
-        log.info("no new results since fit %s (%d runs); nothing to do", last.get("fit_id"), len(report.included))
-        record(swarm, open=still_open, last_check=now_iso())
-        return {**outcome, "status": "up to date", "fit_id": last.get("fit_id")}
-    if not report.included:
-        raise NoResults(f"group {group_id}: no run has {source} results yet ({len(report.running)} running, "
-                        f"{len(report.missing)} missing, {len(report.failed)} failed)")
+    last = stages.up_to_date(swarm, pulled) if only_if_new and not force else None
+    if last is not None:
+        log.info("no new results since fit %s (%d runs); nothing to do", last.fit_id, len(report.included))
+        update_metadata(swarm, orchestration={"open": still_open, "last_check": now_iso()})
+        return {**outcome, "status": "up to date", "fit_id": last.fit_id}
+    pulled.require_results()
     fit = in_store(fit_swarm, config).with_options(refresh_cache=force)(config, group_id, pulled.tables_sha256)
     proposal = in_store(propose_mixture, config).with_options(refresh_cache=force)(config, group_id, fit.fit_id)
     verification = None
     if verify_proposal:
         verification = in_store(verify, config).with_options(refresh_cache=force)(config, group_id, proposal, launcher, launcher_options, timeout_s)
-    swarm_summary(config, group_id, {"eval_script": swarm.metadata().get("eval_script", {}).get("url"), **outcome},
+    script = swarm.metadata().eval_script
+    swarm_summary(config, group_id, {"eval_script": script.url if script else None, **outcome},
                   fit=fit, proposal=proposal, verification=verification)
-    record(swarm, open=still_open, last_check=now_iso(), last_fit={
-        "fit_id": fit.fit_id, "tables_sha256": pulled.tables_sha256, "runs": fit.runs, "time": now_iso(),
-        "predicted_objective": proposal.predicted_objective,
-        "actual_objective": verification.actual_objective if verification else None,
-    })
+    stages.record_fit(swarm, pulled, fit, proposal, verification.actual_objective if verification else None)
+    update_metadata(swarm, orchestration={"open": still_open, "last_check": now_iso()})
     return {
         **outcome, "status": "fitted", "fit_id": fit.fit_id, "fit_url": fit.url, "objective": proposal.objective,
         "proposal": proposal.weights, "predicted_objective": proposal.predicted_objective,

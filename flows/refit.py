@@ -12,12 +12,13 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from flows._common import ORCHESTRATION, label_flow_run, resolve_config
-from flows._fit import NoResults, fit_propose_verify
-from flows.watch import open_swarms
+from flows._common import label_flow_run, resolve_config
+from flows._fit import fit_propose_verify
 from olmix_core.config import DEFAULT_STORAGE_ROOT, ExperimentConfig
 from olmix_core.errors import ConfigError
 from olmix_core.names import check_group_id
+from olmix_core.stages.results import NoResults
+from olmix_core.stages.watch import open_swarms
 from olmix_core.store import SwarmStore, find_swarm
 
 
@@ -29,10 +30,10 @@ def swarm_config(group_id: str, config: str | dict[str, Any] | None, storage_roo
 
 
 def refit_one(cfg: ExperimentConfig, gid: str, source: str | None, force: bool, verify: bool, launcher: str | None) -> dict[str, Any]:
-    recorded = SwarmStore.open(cfg.storage_root, cfg.name, gid).metadata().get(ORCHESTRATION, {})
+    recorded = SwarmStore.open(cfg.storage_root, cfg.name, gid).metadata().orchestration
     return fit_propose_verify(
-        cfg, gid, source or recorded.get("results_source") or "local", only_if_new=True, force=force, verify_proposal=verify,
-        launcher=launcher or recorded.get("launcher") or cfg.launcher,
+        cfg, gid, source or recorded.results_source or "local", only_if_new=True, force=force, verify_proposal=verify,
+        launcher=launcher or recorded.launcher or cfg.launcher,
     )
 
 

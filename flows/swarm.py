@@ -15,9 +15,11 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from flows._common import label_flow_run, record, resolve_config, resolve_group_id, results_source
+from flows._common import label_flow_run, resolve_config, resolve_group_id
 from flows._fit import fit_propose_verify
+from olmix_core.metadata import update_metadata
 from olmix_core.sampling import read_mixtures_file
+from olmix_core.stages.results import results_source
 from olmix_core.swarm import ensure_data
 from tasks._common import in_store, open_swarm_store
 from tasks.evals import emit_eval_script
@@ -79,7 +81,7 @@ def swarm(
     priors = in_store(count_priors, cfg)(cfg, gid)
     mixtures = in_store(sample_mixtures, cfg)(cfg, gid, priors, given)
     runs = in_store(write_run_specs, cfg)(cfg, gid, mixtures, kind)
-    record(swarm_store, eval_mode=eval_mode, results_source=source, launcher=kind, open=True)
+    update_metadata(swarm_store, orchestration={"eval_mode": eval_mode, "results_source": source, "launcher": kind, "open": True})
     script = in_store(emit_eval_script, cfg)(cfg, gid, runs)
     in_store(submit_runs, cfg)(cfg, gid, runs, kind, launcher_options)
     outcome: dict[str, Any] = {"name": cfg.name, "group_id": gid, "store": swarm_store.url(), "eval_script": script, "runs": len(runs)}

@@ -2,7 +2,14 @@
 
 
 class OlmixError(Exception):
-    """Base class for errors caused by input (config, data, results) rather than by a bug."""
+    """Base class for errors caused by input (config, data, results) rather than by a bug.
+
+    `fields`: the config fields or parameters the message names (e.g. `group_id`, `objective`), so a front end can
+    say them its own way (the CLI names its flags instead, see `olmix_core.commands._common.handle_errors`)."""
+
+    def __init__(self, *args: object, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(*args)
+        self.fields = tuple(fields)
 
 
 class ConfigError(OlmixError):

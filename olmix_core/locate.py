@@ -21,7 +21,7 @@ def locate_swarm(group_id: str, config_path: str | None = None, storage_root: st
     try:
         check_group_id(group_id)
     except ValueError as e:
-        raise ConfigError(f"--group-id: {e}") from None
+        raise ConfigError(f"group_id: {e}", fields=("group_id",)) from None
     if config_path:
         config = ExperimentConfig.from_yaml(config_path)
         swarm = SwarmStore.open(storage_root or config.storage_root, config.name, group_id)

@@ -38,6 +38,3 @@ def parse_run_name(run: str) -> tuple[str, str, int]:
         raise ValueError(f"{run!r} is not a run name of the form <name>-<group id>-<variant>")
     return m["name"], m["group"], int(m["variant"])
 
-
-def leaf_name(source: str, topic: str | None = None) -> str:
-    return source if topic is None else f"{source}:{topic}"

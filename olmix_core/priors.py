@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
 from typing import Any
 
 from olmix_core.config import ExperimentConfig
@@ -74,9 +73,3 @@ def compute_priors(config: ExperimentConfig, store: ArtifactStore | None = None)
         store.write_json(key, priors)
     return priors
 
-
-def source_token_counts(config: ExperimentConfig, token_counts: dict[str, int]) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for leaf, n in token_counts.items():
-        out[config.source_of(leaf)] += n
-    return dict(out)

@@ -10,7 +10,7 @@ import json
 import os
 import posixpath
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -18,6 +18,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from olmix_core.errors import ArtifactCorrupt, ArtifactMissing
 from olmix_core.names import check_group_id, check_name
+
+if TYPE_CHECKING:
+    from olmix_core.metadata import SwarmMetadata
 
 
 def storage_options_for(url: str) -> dict[str, Any]:
@@ -160,7 +163,7 @@ class ArtifactStore:
 
 
 class SwarmStore:
-    """The layout of one swarm (`{root}/{name}/{group id}/...`, see docs/reference/store.md)."""
+    """The layout of one swarm (`{root}/{name}/{group id}/...`, see docs/reference/store.md and docs/design.md)."""
 
     def __init__(self, store: ArtifactStore, swarm_name: str, group_id: str) -> None:
         self.store = store
@@ -203,18 +206,15 @@ class SwarmStore:
         """`runs/*/{filename}` for every run, in bulk (one listing, one batched read)."""
         return self.store.find_json(self.key("runs"), filename)
 
-    def update_metadata(self, **fields: Any) -> dict[str, Any]:
-        meta = self.store.read_json_or(self.key(self.METADATA), {})
-        meta.update(fields)
-        self.store.write_json(self.key(self.METADATA), meta)
-        return meta
+    def metadata(self) -> SwarmMetadata:
+        """metadata.json, typed (written only by `olmix_core.metadata.update_metadata`)."""
+        from olmix_core.metadata import read_metadata
 
-    def metadata(self) -> dict[str, Any]:
-        return self.store.read_json_or(self.key(self.METADATA), {})
+        return read_metadata(self)
 
 
 def find_swarm(storage_root: str, group_id: str) -> SwarmStore:
-    """Locate a swarm by group id alone (for commands given only `--group-id`)."""
+    """Locate a swarm by group id alone (for commands given only a group id)."""
     store = ArtifactStore(storage_root)
     check_group_id(group_id)
     for name in store.list():

@@ -1,94 +1,41 @@
-"""Submission and completion polling: one task submits the group, one task polls the whole group.
+"""Submit and poll tasks: one task submits the group, one task polls the whole group (olmix_core.stages.runs).
 
-Polling makes one batched `launcher.status()` call per round (never a call or a task per run), keeps a progress
-artifact up to date (and the run status table, at most once a minute), resubmits preempted or failed runs until
-they reach `config.max_attempts`, and gives up with a `PollTimeout` (a clear failed state, no retry) when the group
-is not finished in time.
+Polling makes one batched `launcher.status()` call per round (never a call or a task per run); `PollProgress`
+decides each round what changed, and this task shows it: the progress artifact, the run status table (at most once
+a minute), log lines for resubmissions. A group not finished in time gives a `PollTimeout` (a clear failed state,
+no retry).
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
-from pydantic import BaseModel
 
+from olmix_core import stages
 from olmix_core.config import ExperimentConfig
-from olmix_core.errors import ArtifactMissing, ConfigError, OlmixError
-from olmix_core.launch import swarm_setup
-from olmix_core.launch.base import BACKENDS, Launcher, get_launcher
-from olmix_core.launch.wait import poll_group
-from olmix_core.runspec import RunSpec, RunStatus
+from olmix_core.launch.base import Launcher
+from olmix_core.runspec import RunStatus
+from olmix_core.stages import PollSummary
+from olmix_core.stages.runs import status_rows
 from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifact_key, open_swarm_store
-
-LAUNCHERS = (*BACKENDS, "inprocess")
-TABLE_EVERY_S = 60.0  # a new version of the run status table while polling, when states changed, at most this often
-
-
-class NoRunSucceeded(OlmixError):
-    """Every run of the group ended without a result, after its allowed attempts."""
-
-
-class PollSummary(BaseModel):
-    """What polling saw last: every run's state, and what it cost."""
-
-    states: dict[str, str]
-    attempts: dict[str, int]
-    succeeded: list[str]
-    failed: list[str]  # finished without a result after the last allowed attempt (or canceled)
-    resubmitted: dict[str, int]  # run -> resubmissions made by this poll
-    rounds: int
-    status_calls: int
-    seconds: float
 
 
 def make_launcher(kind: str, config: ExperimentConfig, group_id: str, options: dict[str, Any] | None = None) -> Launcher:
-    """The group's launcher: `local` / `beaker` (settings from the config) or `inprocess` (simulated runs, with
-    `options`: see `InProcessOptions`)."""
-    swarm = open_swarm_store(config, group_id)
-    if kind == "inprocess":
-        from olmix_core.launch.inprocess import InProcessLauncher
-
-        return InProcessLauncher(config, swarm, options)
-    if options:
-        raise ConfigError(f"launcher_options: only the inprocess launcher takes options (launcher {kind!r} is set up by the config)")
-    try:
-        return get_launcher(kind, config, swarm)
-    except ValueError:
-        raise ConfigError(f"launcher {kind!r} is not one of {list(LAUNCHERS)}") from None
-
-
-def read_specs(config: ExperimentConfig, group_id: str, runs: list[str]) -> list[RunSpec]:
-    """The stored specs of `runs` (one batched read)."""
-    stored = open_swarm_store(config, group_id).read_run_files("spec.json")
-    missing = [r for r in runs if r not in stored]
-    if missing:
-        raise ArtifactMissing(f"group {group_id}: no spec.json for runs {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    return [RunSpec.model_validate(stored[r]) for r in runs]
-
-
-def _status_rows(statuses: dict[str, RunStatus]) -> list[dict[str, Any]]:
-    return [
-        {
-            "run": name, "state": st.state.value, "attempts": st.attempts, "job": st.job_id or "",
-            "beaker": st.url or "", "wandb": st.wandb_url or "", "reason": (st.reason or "")[:200],
-        }
-        for name, st in sorted(statuses.items())
-    ]
+    """The group's launcher (`olmix_core.stages.make_launcher`)."""
+    return stages.make_launcher(kind, config, open_swarm_store(config, group_id), options)
 
 
 @task(name="submit-runs", task_run_name="submit {launcher} {config.name}/{group_id}", cache_policy=SWARM_CACHE,
       result_serializer=RESULT_SERIALIZER, **OUTSIDE_WORLD)
 def submit_runs(config: ExperimentConfig, group_id: str, runs: list[str], launcher: str,
                 launcher_options: dict[str, Any] | None = None) -> dict[str, str]:
-    """Submit the group's runs (swarm_setup.submit_swarm): idempotent by run name (runs already queued, running or
-    finished are left alone), and cached, so a re-run of the flow does not even ask the launcher again."""
-    backend = make_launcher(launcher, config, group_id, launcher_options)
-    statuses = swarm_setup.submit_swarm(config, open_swarm_store(config, group_id), read_specs(config, group_id, runs), backend)
-    create_table_artifact(_status_rows(statuses), key=artifact_key(group_id, "runs"),
+    """Submit the group's runs: idempotent by run name (runs already queued, running or finished are left alone),
+    and cached, so a re-run of the flow does not even ask the launcher again."""
+    swarm = open_swarm_store(config, group_id)
+    statuses = stages.submit_runs(config, swarm, runs, make_launcher(launcher, config, group_id, launcher_options))
+    create_table_artifact(status_rows(statuses), key=artifact_key(group_id, "runs"),
                           description=f"**{config.name}** `{group_id}`: run statuses after submission ({launcher})")
     get_run_logger().info("submitted %d runs of %s/%s with the %s launcher", len(runs), config.name, group_id, launcher)
     return {name: st.state.value for name, st in statuses.items()}
@@ -99,46 +46,34 @@ def submit_runs(config: ExperimentConfig, group_id: str, runs: list[str], launch
 def poll_runs(config: ExperimentConfig, group_id: str, runs: list[str], launcher: str,
               launcher_options: dict[str, Any] | None = None, poll_interval: float = 10.0,
               timeout_s: float | None = None) -> PollSummary:
-    """Wait for `runs` to finish (`olmix_core.launch.wait.poll_group`: one `status()` per round, resubmitting
-    preempted/failed runs below `config.max_attempts`); a progress artifact shows the share finished, the run status
-    table is refreshed at most once a minute. PollTimeout after `timeout_s`."""
+    """Wait for `runs` to finish (`olmix_core.stages.poll`: one `status()` per round, resubmitting preempted/failed
+    runs below `config.max_attempts`). PollTimeout after `timeout_s`; NoRunSucceeded when none succeeded."""
     log = get_run_logger()
-    backend = make_launcher(launcher, config, group_id, launcher_options)
     progress_id = create_progress_artifact(0.0, key=artifact_key(group_id, "progress"),
                                            description=f"{config.name} `{group_id}`: share of {len(runs)} runs finished")
-    seen: dict[str, Any] = {"progress": -1.0, "states": {}, "table_at": time.monotonic(), "attempts": {}}
+    watcher = stages.PollProgress(len(runs))
 
     def on_round(statuses: dict[str, RunStatus], unfinished: list[str]) -> None:
-        for name, st in statuses.items():
-            if st.attempts > seen["attempts"].get(name, st.attempts):
-                log.warning("resubmitted %s (attempt %d of %d): %s", name, st.attempts, config.max_attempts, st.reason)
-            seen["attempts"][name] = st.attempts
-        progress = round(100.0 * (len(runs) - len(unfinished)) / max(1, len(runs)), 1)
-        if progress != seen["progress"]:
-            update_progress_artifact(progress_id, progress)
-            seen["progress"] = progress
-        states = {n: s.state.value for n, s in statuses.items()}
-        if states != seen["states"]:
-            log.info("%s/%s: %s", config.name, group_id, ", ".join(f"{k} {v}" for k, v in sorted(Counter(states.values()).items())))
-            seen["states"] = states
-            if time.monotonic() - seen["table_at"] > TABLE_EVERY_S:
-                create_table_artifact(_status_rows(statuses), key=artifact_key(group_id, "runs"),
-                                      description=f"**{config.name}** `{group_id}`: run statuses while polling ({launcher})")
-                seen["table_at"] = time.monotonic()
+        news = watcher.observe(statuses, unfinished)
+        for name, attempt in news.resubmitted.items():
+            log.warning("resubmitted %s (attempt %d of %d): %s", name, attempt, config.max_attempts, statuses[name].reason)
+        if news.progress is not None:
+            update_progress_artifact(progress_id, news.progress)
+        if news.states is not None:
+            log.info("%s/%s: %s", config.name, group_id, news.states)
+        if news.table_due:
+            create_table_artifact(status_rows(statuses), key=artifact_key(group_id, "runs"),
+                                  description=f"**{config.name}** `{group_id}`: run statuses while polling ({launcher})")
 
-    result = poll_group(backend, runs, config.max_attempts, lambda names: read_specs(config, group_id, names),
-                        poll_interval, timeout_s, on_round)
-    statuses = result.statuses
-    create_table_artifact(_status_rows(statuses), key=artifact_key(group_id, "runs"),
-                          description=f"**{config.name}** `{group_id}`: final run statuses ({launcher})")
-    failed = result.failed
-    if failed:
-        log.warning("%d runs did not succeed: %s", len(failed), ", ".join(f"{n} ({statuses[n].state.value})" for n in failed[:10]))
-    if not result.succeeded:
-        raise NoRunSucceeded(f"group {group_id}: no run succeeded (e.g. {failed[0]}: {statuses[failed[0]].reason})")
-    return PollSummary(
-        states={n: s.state.value for n, s in statuses.items()},
-        attempts={n: s.attempts for n, s in statuses.items()},
-        succeeded=result.succeeded, failed=failed, resubmitted=result.resubmitted, rounds=result.rounds,
-        status_calls=result.rounds, seconds=result.seconds,
-    )
+    swarm = open_swarm_store(config, group_id)
+    backend = make_launcher(launcher, config, group_id, launcher_options)
+    try:
+        summary = stages.poll(config, swarm, backend, runs, poll_interval, timeout_s, on_round)
+    finally:
+        if watcher.last is not None:
+            create_table_artifact(status_rows(watcher.last), key=artifact_key(group_id, "runs"),
+                                  description=f"**{config.name}** `{group_id}`: final run statuses ({launcher})")
+    if summary.failed:
+        log.warning("%d runs did not succeed: %s", len(summary.failed),
+                    ", ".join(f"{n} ({summary.states[n]})" for n in summary.failed[:10]))
+    return summary

@@ -1,4 +1,4 @@
-"""Stages before submission: count priors, sample mixtures, write run specs (olmix_core.launch.swarm_setup)."""
+"""Prepare-stage tasks: count priors, sample mixtures, write run specs (olmix_core.stages.setup)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from olmix_core.config import ExperimentConfig
-from olmix_core.launch import swarm_setup
 from olmix_core.sampling import Mixture
+from olmix_core.stages import setup
 from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifact_key, open_swarm_store
 
 
@@ -17,20 +17,16 @@ from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifac
       result_serializer=RESULT_SERIALIZER, **OUTSIDE_WORLD)
 def count_priors(config: ExperimentConfig, group_id: str) -> dict[str, Any]:
     """priors.json: token counts per leaf (listing the data in bulk, or from the config's `priors:` block)."""
-    return swarm_setup.store_priors(config, open_swarm_store(config, group_id))
+    return setup.store_priors(config, open_swarm_store(config, group_id))
 
 
 @task(name="sample-mixtures", task_run_name="sample {config.variants} mixtures {config.name}/{group_id}",
       cache_policy=SWARM_CACHE, result_serializer=RESULT_SERIALIZER, **OUTSIDE_WORLD)
 def sample_mixtures(config: ExperimentConfig, group_id: str, priors: dict[str, Any], mixtures: list[Mixture] | None = None) -> list[Mixture]:
     """mixtures.json: the stored mixtures of this group, else the given ones, else a seeded Dirichlet sample."""
-    mixes = swarm_setup.store_mixtures(config, open_swarm_store(config, group_id), priors, mixtures)
-    leaves = config.leaf_names()
-    prior = priors.get("relative_sizes", {})
-    rows = [{"variant": "prior", **{leaf: round(float(prior.get(leaf, 0.0)), 4) for leaf in leaves}}]
-    rows += [{"variant": i, **{leaf: round(float(m.get(leaf, [0.0])[0]), 4) for leaf in leaves}} for i, m in enumerate(mixes)]
+    mixes = setup.store_mixtures(config, open_swarm_store(config, group_id), priors, mixtures)
     create_table_artifact(
-        rows, key=artifact_key(group_id, "mixtures"),
+        setup.mixture_rows(config, priors, mixes), key=artifact_key(group_id, "mixtures"),
         description=f"**{config.name}** `{group_id}`: {len(mixes)} sampled mixtures (weight per leaf; first row: the prior)",
     )
     return mixes
@@ -40,8 +36,4 @@ def sample_mixtures(config: ExperimentConfig, group_id: str, priors: dict[str, A
       cache_policy=SWARM_CACHE, result_serializer=RESULT_SERIALIZER, **OUTSIDE_WORLD)
 def write_run_specs(config: ExperimentConfig, group_id: str, mixtures: list[Mixture], launcher: str) -> list[str]:
     """runs/*/spec.json, config.yaml and metadata.json; returns the run names (specs stay in the store)."""
-    swarm = open_swarm_store(config, group_id)
-    specs = swarm_setup.store_run_specs(config, swarm, mixtures)
-    swarm_setup.store_config(config, swarm)
-    swarm_setup.write_metadata(config, swarm, specs, launcher)
-    return [s.run_name for s in specs]
+    return [s.run_name for s in setup.write_specs(config, open_swarm_store(config, group_id), mixtures, launcher)]

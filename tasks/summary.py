@@ -7,9 +7,8 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from olmix_core.config import ExperimentConfig
-from olmix_core.swarm import VERIFY_FILE, VerifyResult
+from olmix_core.stages import VERIFY_FILE, FitSummary, ProposalSummary, VerifyResult
 from tasks._common import artifact_key, open_swarm_store
-from tasks.fit import FitSummary, ProposalSummary
 
 
 def _fmt(v: float | None) -> str:

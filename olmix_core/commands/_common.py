@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from typing import Any, Callable
 
 import click
 
 from olmix_core.errors import OlmixError
+
+# library field/parameter names -> the flags that set them, for error messages
+FLAGS = {
+    "group_id": "--group-id",
+    "mixtures": "--mixtures",
+    "objective": "--objective",
+    "obj_weights": "--obj-weights",
+    "opt_avg_metric": "--opt-avg-metric",
+    "maximize": "--maximize",
+    "kl_reg": "--kl-reg",
+    "dashboard": "--dashboard",
+    "backend": "--backend",
+}
+
+
+def cli_message(error: OlmixError) -> str:
+    """The error's message with the fields it names (`error.fields`) said as this CLI's flags."""
+    msg = str(error)
+    for name in error.fields:
+        if name in FLAGS:
+            msg = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", FLAGS[name], msg)
+    return msg
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -19,7 +42,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except OlmixError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {cli_message(e)}", err=True)
             sys.exit(1)
 
     return wrapper

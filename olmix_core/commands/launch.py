@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from olmix_core.config import ExperimentConfig
     from olmix_core.launch.base import Launcher
     from olmix_core.runspec import RunSpec, RunStatus
+    from olmix_core.store import SwarmStore
 
 
 @click.group()
@@ -43,54 +44,33 @@ def _storage_root_option(fn):
 def run(config_path: str, launcher_kind: str | None, mixtures_path: str | None, group_id: str | None, dry_run: bool, wait_: bool, eval_script_dir: str) -> None:
     """Sample mixtures (or read --mixtures), write run specs, submit them, emit the eval script and record the
     swarm's metadata (group id, git commit, run names, job ids) in the store."""
+    from olmix_core import stages
     from olmix_core.config import ExperimentConfig
-    from olmix_core.launch import get_launcher
-    from olmix_core.launch.swarm_setup import emit_eval_script, prepare_swarm, submit_swarm
     from olmix_core.sampling import read_mixtures_file
 
     config = ExperimentConfig.from_yaml(config_path)
     kind = launcher_kind or config.launcher
     mixtures = read_mixtures_file(mixtures_path) if mixtures_path else None
+    prepared = stages.prepare(config, group_id, mixtures, launcher=kind, dry_run=dry_run)
+    swarm, specs = prepared.swarm, prepared.specs
     if dry_run:
-        _dry_run(config, group_id, mixtures)
+        click.echo(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
+        click.echo(f"dry run: {len(specs)} runs for group {swarm.group_id}; nothing written or submitted", err=True)
         return
-    swarm, specs = prepare_swarm(config, group_id, mixtures, launcher=kind)
     click.echo(f"group {swarm.group_id}: {len(specs)} runs of {config.name} -> {swarm.url()}")
-    launcher = get_launcher(kind, config, swarm)
-    statuses = submit_swarm(config, swarm, specs, launcher)
-    script = emit_eval_script(config, swarm, specs, eval_script_dir)
-    click.echo(f"eval script: {script}")
+    launcher = stages.make_launcher(kind, config, swarm)
+    statuses = stages.submit_swarm(config, swarm, specs, launcher)
+    script = stages.emit_eval_script(config, swarm, specs, eval_script_dir)
+    click.echo(f"eval script: {script.path}")
     click.echo(format_statuses(statuses))
     click.echo(f"follow with: olmix launch status --group-id {swarm.group_id} --config {shlex.quote(config_path)}")
     if wait_:
-        final = _wait(config, launcher, specs)
+        final = _wait(config, swarm, launcher, specs)
         click.echo(format_statuses(final))
         bad = sorted(n for n, s in final.items() if s.state.value != "succeeded")
         if bad:
             click.echo(f"error: {len(bad)} run(s) did not succeed: {', '.join(bad)}", err=True)
             sys.exit(1)
-
-
-def _dry_run(config: ExperimentConfig, group_id: str | None, mixtures: list | None) -> None:
-    """The specs a launch would write, built in memory: the stored mixtures when the group exists."""
-    from olmix_core.launch.swarm_setup import check_mixtures, open_swarm
-    from olmix_core.priors import compute_priors
-    from olmix_core.runspec import build_run_specs
-    from olmix_core.sampling import generate_mixtures
-    from olmix_core.store import SwarmStore
-
-    swarm = open_swarm(config, group_id)
-    priors = swarm.store.read_json_or(swarm.key(SwarmStore.PRIORS), None) or compute_priors(config)
-    stored = swarm.store.read_json_or(swarm.key(SwarmStore.MIXTURES), None)
-    if stored is not None:
-        mixes = stored
-    elif mixtures is not None:
-        mixes = check_mixtures(config, priors["token_counts"], mixtures)
-    else:
-        mixes = generate_mixtures(config, priors["token_counts"])
-    specs = build_run_specs(config, swarm, mixes)
-    click.echo(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
-    click.echo(f"dry run: {len(specs)} runs for group {swarm.group_id}; nothing written or submitted", err=True)
 
 
 @launch.command("status")
@@ -126,15 +106,15 @@ def cancel(group_id: str, config_path: str | None, storage_root: str | None) -> 
 def validate(config_path: str) -> None:
     """Check a config end to end (fields, data files, token caps, feasibility of sampling) and print what it resolves
     to; exit 1 with the errors otherwise."""
+    from olmix_core import stages
     from olmix_core.config import ExperimentConfig
-    from olmix_core.priors import compute_priors
-    from olmix_core.sampling import build_problem, generate_mixtures
+    from olmix_core.sampling import build_problem
 
     config = ExperimentConfig.from_yaml(config_path)
-    priors = compute_priors(config)
+    # the prepare stage in memory: raises when the data, caps or constraints admit too few mixtures
+    priors = stages.prepare(config, dry_run=True).priors
     check_eval_sources(config)
     problem = build_problem(config, priors["token_counts"])
-    generate_mixtures(config, priors["token_counts"])  # raises when the constraints admit too few mixtures
     click.echo(format_resolved(config, priors, dict(zip(problem.leaves, problem.caps.tolist()))))
     click.echo(f"ok: {config_path} is valid ({config.variants} variants can be sampled)")
 
@@ -184,18 +164,14 @@ def _group_launcher(group_id: str, config_path: str | None, storage_root: str | 
     from olmix_core.locate import locate_swarm
 
     config, swarm = locate_swarm(group_id, config_path, storage_root)
-    return get_launcher(swarm.metadata().get("launcher") or config.launcher, config, swarm)
+    return get_launcher(swarm.metadata().launcher or config.launcher, config, swarm)
 
 
-def _wait(config: ExperimentConfig, launcher: Launcher, specs: list[RunSpec]) -> dict[str, RunStatus]:
+def _wait(config: ExperimentConfig, swarm: SwarmStore, launcher: Launcher, specs: list[RunSpec]) -> dict[str, RunStatus]:
     """Until every run is finished, resubmitting preempted/failed runs while they have attempts left."""
-    from olmix_core.launch.wait import poll_specs
+    from olmix_core.stages.runs import state_counts, wait_for
 
-    def progress(statuses: dict[str, RunStatus]) -> None:
-        counts = Counter(s.state.value for s in statuses.values())
-        click.echo("  " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())), err=True)
-
-    return poll_specs(launcher, specs, config.max_attempts, on_change=progress)
+    return wait_for(config, swarm, launcher, specs, on_change=lambda st: click.echo("  " + state_counts(st), err=True))
 
 
 def format_statuses(statuses: dict[str, RunStatus]) -> str:

@@ -18,10 +18,14 @@ def swarm(config_path: str, output_dir: str | None, group_id: str | None, no_ver
     training one more proxy on it. Demo data (a config whose data lives under a `demo-data` folder) is generated
     when missing. Ctrl-C cancels the runs."""
     from olmix_core.config import ExperimentConfig
+    from olmix_core.stages import NoRunSucceeded
     from olmix_core.swarm import run_swarm
 
     config = ExperimentConfig.from_yaml(config_path)
-    outcome = run_swarm(config, output_dir, group_id, verify=not no_verify, progress=lambda m: click.echo(m, err=True))
+    try:
+        outcome = run_swarm(config, output_dir, group_id, verify=not no_verify, progress=lambda m: click.echo(m, err=True))
+    except NoRunSucceeded as e:
+        raise NoRunSucceeded(f"{e}; see `olmix launch status --group-id {e.group_id}`", group_id=e.group_id) from None
     click.echo(f"group {outcome.group_id}: {len(outcome.included_runs)} runs fitted; store {outcome.swarm_url}")
     click.echo("proposed mixture: " + ", ".join(f"{k}={v:.4f}" for k, v in (outcome.proposed_weights or {}).items()))
     v = outcome.verify

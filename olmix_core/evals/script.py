@@ -15,6 +15,7 @@ from olmix_core.checkpoints import checkpoint_dirs
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError
 from olmix_core.evals.tasks import default_offline_tasks
+from olmix_core.metadata import update_metadata
 from olmix_core.names import check_group_id, parse_run_name, run_name
 from olmix_core.store import ArtifactStore, SwarmStore
 
@@ -153,7 +154,7 @@ def write_eval_script(
     os.replace(tmp, path)
     if swarm is not None:
         url = swarm.store.write_text(swarm.eval_script_key(), text)
-        swarm.update_metadata(eval_script={"path": path, "url": url, "dashboard": dashboard_name(group_id)})
+        update_metadata(swarm, eval_script={"path": path, "url": url, "dashboard": dashboard_name(group_id)})
     return path
 
 

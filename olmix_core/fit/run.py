@@ -18,6 +18,7 @@ from olmix_core.errors import ConfigError, DataError
 from olmix_core.fit.constraints import Bounds, Constraints, resolve_bounds
 from olmix_core.fit.fitting import FittedModels, fit_models
 from olmix_core.fit.objective import Objective, build_objective
+from olmix_core.fit.predicted import PredictedPerformance, write_predicted
 from olmix_core.fit.proposers import PROPOSER_TYPES, Problem, Proposal, exact_possible, propose
 from olmix_core.fit.regressors import REGRESSION_TYPES
 from olmix_core.fit.tables import SwarmTable, load_mixture, load_priors, load_tables
@@ -127,7 +128,7 @@ class FitResult:
     models: FittedModels
     report: dict[str, Any]
     proposal: Proposal | None = None
-    predicted: dict[str, Any] | None = None  # contents of predicted_performance.json
+    predicted: PredictedPerformance | None = None  # contents of predicted_performance.json
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -305,9 +306,9 @@ def run_fit(
         models.save(local / "models")
         if proposal is not None:
             _write_json(local / "proposed_weights.json", proposal.weights)
-            _write_json(local / "predicted_performance.json", predicted)
+            assert predicted is not None
             files["proposed_weights"] = "proposed_weights.json"
-            files["predicted_performance"] = "predicted_performance.json"
+            files["predicted_performance"] = write_predicted(local, predicted)
         if options.plots:
             files.update(write_plots(local / "plots", models, table.Y, inter, weights_plot, pareto_plot))
         report["seconds"]["total"] = round(time.perf_counter() - t0, 3)
@@ -318,12 +319,12 @@ def run_fit(
     finally:
         if remote:
             shutil.rmtree(local, ignore_errors=True)
-    return FitResult(out_str, files, models, _json(report), proposal, _json(predicted) if predicted else None, warnings)
+    return FitResult(out_str, files, models, _json(report), proposal, predicted, warnings)
 
 
 def _propose_on(
     table: SwarmTable, models: FittedModels, setup: Setup, options: FitOptions
-) -> tuple[Proposal, dict[str, Any], dict[str, Any], dict[str, np.ndarray], dict[str, Any] | None]:
+) -> tuple[Proposal, PredictedPerformance, dict[str, Any], dict[str, np.ndarray], dict[str, Any] | None]:
     """The proposal, its predicted performance, the proposer's report, and the data of the weights/Pareto plots."""
     problem = setup.problem(table, models, options)
     t1 = time.perf_counter()
@@ -376,7 +377,7 @@ def propose_from_fit(
     try:
         files = {"proposed_weights": "proposed_weights.json", "predicted_performance": "predicted_performance.json"}
         _write_json(local / "proposed_weights.json", proposal.weights)
-        _write_json(local / "predicted_performance.json", predicted)
+        write_predicted(local, predicted)
         if options.plots:
             (local / "plots").mkdir(parents=True, exist_ok=True)
             plot_weights(models.domains, weights_plot, local / "plots" / "proposed_vs_prior.png")
@@ -389,10 +390,10 @@ def propose_from_fit(
     finally:
         if remote:
             shutil.rmtree(local, ignore_errors=True)
-    return FitResult(out_str, files, models, _json({"proposer": info}), proposal, _json(predicted), setup.warnings)
+    return FitResult(out_str, files, models, _json({"proposer": info}), proposal, predicted, setup.warnings)
 
 
-def _predicted_performance(problem: Problem, proposal: Proposal) -> dict[str, Any]:
+def _predicted_performance(problem: Problem, proposal: Proposal) -> PredictedPerformance:
     models = problem.models
     ms = models.metrics
     x = proposal.x[None, :]
@@ -433,4 +434,4 @@ def _predicted_performance(problem: Problem, proposal: Proposal) -> dict[str, An
         if ref_pred is not None:
             entry["at_reference"] = float(ref_pred[j])
         out["metrics"][m] = entry
-    return out
+    return PredictedPerformance.model_validate(_json(out))

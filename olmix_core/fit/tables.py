@@ -149,15 +149,6 @@ class SwarmTable:
     warnings: list[str] = field(default_factory=list)
     dropped: dict[str, list[str]] = field(default_factory=dict)  # file -> ids present only there
 
-    def to_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """olmix-format (ratios, metrics) frames, e.g. to write a subset back to CSV."""
-        head = {"run": self.ids}
-        if self.names is not None:
-            head["name"] = self.names
-        r = pd.DataFrame({**head, **{d: self.X[:, i] for i, d in enumerate(self.domains)}})
-        m = pd.DataFrame({**head, **{k: self.Y[:, i] for i, k in enumerate(self.metrics)}})
-        return r, m
-
 
 def join_tables(ratios: Table, metrics: Table, select_metrics: list[str] | None = None) -> SwarmTable:
     """Inner join on the id; runs present in one table only are reported (in `warnings`/`dropped`) and dropped."""

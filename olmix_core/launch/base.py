@@ -6,7 +6,7 @@ import abc
 import importlib
 
 from olmix_core.config import ExperimentConfig
-from olmix_core.runspec import RunSpec, RunStatus
+from olmix_core.runspec import RunSpec, RunState, RunStatus
 from olmix_core.store import SwarmStore
 
 # kind -> "module:Class"; imported on use so the local path never needs beaker-py's gRPC stack loaded.
@@ -14,6 +14,8 @@ BACKENDS = {
     "local": "olmix_core.launch.local:LocalLauncher",
     "beaker": "olmix_core.launch.beaker:BeakerLauncher",
 }
+
+RETRY_STATES = (RunState.failed, RunState.preempted, RunState.canceled)  # a new submission may follow these
 
 
 class Launcher(abc.ABC):

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypeVar
 
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError, LaunchError
-from olmix_core.launch.base import Launcher
+from olmix_core.launch.base import RETRY_STATES, Launcher
+from olmix_core.metadata import update_metadata
 from olmix_core.runspec import RunSpec, RunState, RunStatus, read_statuses, write_status
 from olmix_core.store import SwarmStore
 
@@ -57,7 +58,6 @@ RETRY_DELAY_S = 1.0  # first backoff; doubles per retry (jittered), at most RETR
 RETRY_MAX_DELAY_S = 30.0
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-RETRYABLE = (RunState.failed, RunState.preempted, RunState.canceled)
 # Beaker cancelation codes that mean "the machine was taken away", not "the run is broken": resubmitting helps.
 PREEMPTION_CODE_NAMES = ("SYSTEM_PREEMPTION", "USER_PREEMPTION", "SIBLING_TASK_PREEMPTION", "NODE_UNAVAILABLE", "NODE_UNHEALTHY")
 
@@ -324,12 +324,6 @@ class BeakerLauncher(Launcher):
     def spec_url(self, run: str) -> str:
         return self.swarm.store.url(self.swarm.run_key(run, "spec.json"))
 
-    def experiment_specs(self, specs: list[RunSpec]) -> dict[str, dict[str, Any]]:
-        """The Beaker spec (JSON) each run would be submitted with, for `--dry-run`; contacts no server when
-        `beaker.user` or `beaker.secrets` is set."""
-        secrets = self.secrets()
-        return {s.run_name: experiment_spec(self.config, s, self.spec_url(s.run_name), secrets).to_json() for s in specs}
-
     def _guard(self, what: str, fn: Callable[[], T]) -> T:
         """Beaker and transport errors as LaunchError (OlmixError: the CLI prints one line, exit 1)."""
         try:
@@ -503,8 +497,8 @@ class BeakerLauncher(Launcher):
                     out[run] = fut.result()
                 except _beaker_errors() as e:
                     errors[run] = e
-        self.swarm.update_metadata(beaker_workspace=self.config.workspace, beaker_group=self.group_name, beaker_group_id=group.id,
-                                   beaker_group_url=self.group_url)
+        update_metadata(self.swarm, beaker_workspace=self.config.workspace, beaker_group=self.group_name, beaker_group_id=group.id,
+                        beaker_group_url=self.group_url)
         if errors:
             lines = [f"{run}: {type(e).__name__}: {e}" for run, e in sorted(errors.items())]
             raise LaunchError(f"Beaker: could not submit {len(errors)} of {len(todo)} runs (the others were submitted; "
@@ -521,9 +515,9 @@ class BeakerLauncher(Launcher):
         for s in specs:
             st = current.get(s.run_name)
             if s.run_name not in experiments:
-                if st is None or not st.state.finished or (retry and st.state in RETRYABLE):
+                if st is None or not st.state.finished or (retry and st.state in RETRY_STATES):
                     todo.append((s, 1))
-            elif retry and st is not None and st.state in RETRYABLE:
+            elif retry and st is not None and st.state in RETRY_STATES:
                 todo.append((s, experiments[s.run_name].attempt + 1))
         current.update(self._create_all(todo, current))
         return {s.run_name: current[s.run_name] for s in specs}

@@ -25,13 +25,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from olmix_core.config import ExperimentConfig
-from olmix_core.launch.base import Launcher
+from olmix_core.launch.base import RETRY_STATES, Launcher
 from olmix_core.names import parse_run_name
 from olmix_core.runspec import RunSpec, RunState, RunStatus, now_iso, parse_status, write_status
 from olmix_core.store import SwarmStore
 
 SUBMISSIONS_KEY = "launcher/inprocess/submissions"
-RETRYABLE = (RunState.failed, RunState.preempted, RunState.canceled)
 TRAIN_LOSS_METRIC = "train/CE loss"
 
 # per group id, for benchmarks: "status" (status() calls), "reads" / "writes" (storage requests), and
@@ -103,7 +102,7 @@ class InProcessLauncher(Launcher):
         current = self._read()
         for spec in specs:
             st = current.get(spec.run_name)
-            if st is not None and st.state in RETRYABLE:
+            if st is not None and st.state in RETRY_STATES:
                 current[spec.run_name] = self._start(spec.run_name, attempts=st.attempts + 1)
         return self.submit(specs)
 

@@ -36,9 +36,8 @@ from typing import Any
 
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ArtifactMissing, LaunchError
-from olmix_core.launch.base import Launcher
-from olmix_core.launch.swarm_setup import RETRY_STATES
-from olmix_core.launch.wait import wait_for_runs
+from olmix_core.launch.base import RETRY_STATES, Launcher
+from olmix_core.launch.wait import poll_group
 from olmix_core.runspec import RunSpec, RunState, RunStatus, now_iso, parse_status, read_statuses, write_status
 from olmix_core.store import ArtifactStore, SwarmStore
 
@@ -162,8 +161,19 @@ class LocalLauncher(Launcher):
         poll_s: float | None = None,
         on_change: Callable[[dict[str, RunStatus]], None] | None = None,
     ) -> dict[str, RunStatus]:
-        """Block until every run (or every run in `runs`) is finished, resuming a queue whose supervisor died."""
-        return wait_for_runs(self, runs, timeout_s, poll_s or max(self.poll_s, 0.5), on_change, heal=self.heal, settled=self.settled)
+        """Block until every run (or every run in `runs`) is finished, resuming a queue whose supervisor died; nothing
+        is resubmitted (the poll stage does that). `on_change` sees the statuses whenever a run's state changed."""
+        last: dict[str, RunState] = {}
+
+        def on_round(statuses: dict[str, RunStatus], unfinished: list[str]) -> None:
+            states = {n: s.state for n, s in statuses.items()}
+            if on_change is not None and states != last:
+                on_change(statuses)
+            last.clear()
+            last.update(states)
+
+        names = sorted(self.status()) if runs is None else runs
+        return poll_group(self, names, 0, lambda _: [], poll_s or max(self.poll_s, 0.5), timeout_s, on_round).statuses
 
     def settled(self, st: RunStatus) -> bool:
         """A finished run whose exit the supervisor has recorded (the trainer marks success before it exits), or,

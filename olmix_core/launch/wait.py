@@ -1,6 +1,6 @@
-"""Waiting for a group's runs, for any launcher: poll the batched `status()` until they are all finished
-(`wait_for_runs`), or do so while resubmitting preempted and failed runs up to their attempt limit (`poll_group`,
-what the swarm flow's poll task and `olmix swarm` run)."""
+"""Waiting for a group's runs, for any launcher: `poll_group`, the one polling loop (batched `status()` until every
+run is finished, resubmitting preempted and failed runs up to their attempt limit). The poll stage
+(`olmix_core.stages.runs`) and `LocalLauncher.wait` run it."""
 
 from __future__ import annotations
 
@@ -84,59 +84,3 @@ def poll_group(
                 f"(e.g. {', '.join(unfinished[:3])}); they keep running: re-run with group_id={launcher.swarm.group_id} to wait for them"
             )
         time.sleep(poll_s)
-
-
-def wait_for_runs(
-    launcher: Launcher,
-    runs: list[str] | None = None,
-    timeout_s: float | None = None,
-    poll_s: float = 10.0,
-    on_change: Callable[[Statuses], None] | None = None,
-    heal: Callable[[Statuses], None] | None = None,
-    settled: Callable[[RunStatus], bool] | None = None,
-) -> Statuses:
-    """Statuses of `runs` (default: the whole group) once all are finished (and `settled`, when given); `on_change`
-    sees every change of states, `heal` every poll (a launcher's chance to restart a stalled queue or raise).
-    LaunchError on timeout."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    last: dict[str, RunState] = {}
-    while True:
-        current = launcher.status()
-        if runs is not None and (missing := sorted(set(runs) - set(current))):
-            raise LaunchError(f"runs not in group {launcher.swarm.group_id}: {missing}")
-        chosen = {n: s for n, s in current.items() if runs is None or n in runs}
-        states = {n: s.state for n, s in chosen.items()}
-        if on_change is not None and states != last:
-            on_change(chosen)
-        last = states
-        if all(s.state.finished and (settled is None or settled(s)) for s in chosen.values()):
-            return chosen
-        if heal is not None:
-            heal(chosen)
-        if deadline is not None and time.monotonic() > deadline:
-            unfinished = sorted(n for n, s in chosen.items() if not s.state.finished)
-            raise LaunchError(f"timed out after {timeout_s:.0f}s waiting for {len(unfinished)} run(s): {', '.join(unfinished[:5])}")
-        time.sleep(poll_s)
-
-
-def poll_specs(
-    launcher: Launcher,
-    specs: list[RunSpec],
-    max_attempts: int,
-    timeout_s: float | None = None,
-    on_change: Callable[[Statuses], None] | None = None,
-) -> Statuses:
-    """`poll_group` for runs whose specs are at hand, at the launcher's own poll interval; `on_change` sees the
-    statuses whenever a run's state changed (what `olmix swarm` and `olmix launch run --wait` print)."""
-    by_name = {s.run_name: s for s in specs}
-    last: dict[str, RunState] = {}
-
-    def on_round(statuses: Statuses, unfinished: list[str]) -> None:
-        states = {n: s.state for n, s in statuses.items()}
-        if on_change is not None and states != last:
-            on_change(statuses)
-        last.clear()
-        last.update(states)
-
-    return poll_group(launcher, list(by_name), max_attempts, lambda names: [by_name[n] for n in names], launcher.poll_s,
-                      timeout_s, on_round).statuses

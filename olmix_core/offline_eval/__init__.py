@@ -60,7 +60,7 @@ def evaluate_group(
     try:
         check_name(dashboard, "dashboard")
     except ValueError as e:
-        raise ConfigError(f"--dashboard: {e}") from None
+        raise ConfigError(f"dashboard: {e}", fields=("dashboard",)) from None
     prefix = results_prefix(config)
     done, others = finished_runs(swarm, runs)
     outcomes: dict[str, dict[str, Any]] = {}

@@ -55,7 +55,8 @@ def _script_for(config: ExperimentConfig, swarm: SwarmStore, pending: list[str],
     """The emitted script when it covers exactly the runs to evaluate, else the same script for `pending` only."""
     from olmix_core.evals import write_eval_script
 
-    emitted = (swarm.metadata().get("eval_script") or {}).get("path")
+    info = swarm.metadata().eval_script
+    emitted = info.path if info else None
     if emitted and os.path.isfile(emitted) and sorted(pending) == sorted(all_runs):
         return emitted
     return write_eval_script(config, swarm.group_id, pending, None, scratch)
@@ -95,4 +96,5 @@ def run_cookbook(
 
 def check_cookbook_dashboard(dashboard: str, default: str) -> None:
     if dashboard != default:
-        raise ConfigError(f"--dashboard: the eval script writes to dashboard {default!r}; other names need --backend local or beaker")
+        raise ConfigError(f"dashboard: the eval script writes to dashboard {default!r}; other names need backend local or beaker",
+                          fields=("dashboard", "backend"))

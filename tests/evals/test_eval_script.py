@@ -237,7 +237,7 @@ def test_write_records_in_store_and_cli(tmp_path):
     swarm = SwarmStore.open(str(store), config.name, G)
     path = write_eval_script(config, G, 2, output_dir=str(tmp_path / "a"), swarm=swarm)
     assert swarm.store.read_text(swarm.eval_script_key()) == Path(path).read_text()
-    meta = swarm.metadata()["eval_script"]
+    meta = swarm.metadata().eval_script.model_dump()
     assert meta["path"] == path and meta["dashboard"] == f"olmix-{G}" and meta["url"].endswith(f"eval_scripts/olmix-{G}.sh")
 
     swarm.store.write_json(swarm.key("mixtures.json"), [{"wiki": [1.0, 1.0]}] * 3)

@@ -290,7 +290,7 @@ def test_fit_writes_to_s3(swarm_files, s3_endpoint):
     fs, root = open_fs(url)
     assert json.loads(fs.cat_file(f"{root}/proposed_weights.json")) == pytest.approx(result.proposed_weights)
     assert fs.exists(f"{root}/models/manifest.json")
-    assert result.predicted_objective == pytest.approx(result.predicted["objective"]["predicted"])
+    assert result.predicted_objective == pytest.approx(result.predicted.objective.predicted)
     out = r.parent / "p.csv"
     _run(["predict", "--model-dir", url, "--ratios", str(r), "--output", str(out)])  # fit dir URL -> models/
     assert list(pd.read_csv(out).columns) == ["run"] + METRICS

@@ -18,7 +18,7 @@ def test_two_steps_match_one(swarm_files, tmp_path):
     assert split.proposed_weights == pytest.approx(whole.proposed_weights, abs=1e-9)
     assert all(w == 0 or w >= 0.05 - 1e-12 for w in split.proposed_weights.values())
     written = json.loads((tmp_path / "split" / "predicted_performance.json").read_text())
-    assert written["objective"]["predicted"] == pytest.approx(whole.predicted["objective"]["predicted"])
+    assert written["objective"]["predicted"] == pytest.approx(whole.predicted.objective.predicted)
     assert set(written["prior_weights"]) == set(whole.proposed_weights)
     assert (tmp_path / "split" / "plots" / "proposed_vs_prior.png").stat().st_size > 0
 

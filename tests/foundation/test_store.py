@@ -42,9 +42,6 @@ def test_swarm_layout_and_bulk_reads(store):
     assert sorted(statuses) == [f"demo-0a1b2c3d-000{i}" for i in range(3)]
     assert statuses["demo-0a1b2c3d-0002"]["i"] == 2
     assert sw.run_names() == [f"demo-0a1b2c3d-000{i}" for i in range(4)]
-    sw.update_metadata(launcher="local")
-    sw.update_metadata(run_names=["a"])
-    assert sw.metadata() == {"launcher": "local", "run_names": ["a"]}
     assert find_swarm(store.root_url, "0a1b2c3d").name == "demo"
     with pytest.raises(ArtifactMissing):
         find_swarm(store.root_url, "ffffffff")

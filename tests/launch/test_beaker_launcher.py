@@ -10,7 +10,7 @@ import pytest
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError, LaunchError
 from olmix_core.launch.base import get_launcher
-from olmix_core.launch.beaker import BeakerLauncher, attempt_name, secret_env, train_command
+from olmix_core.launch.beaker import BeakerLauncher, attempt_name, experiment_spec, secret_env, train_command
 from olmix_core.runspec import RunState, RunStatus, build_run_specs, read_run_spec, write_run_specs
 from olmix_core.store import SwarmStore
 from tests.conftest import minimal_config
@@ -83,7 +83,7 @@ def test_submit_sends_the_specs_and_records_statuses(fake, s3_endpoint):
         assert st.url == f"{fake.agent_address}/ex/{exp.id}"
         assert out[s.run_name].job_id == exp.id
     meta = swarm.metadata()
-    assert meta["beaker_group_id"] == group_id and meta["beaker_group_url"].endswith(f"/gr/{group_id}")
+    assert meta.beaker_group_id == group_id and meta.beaker_group_url.endswith(f"/gr/{group_id}")
 
 
 def test_submitting_again_creates_nothing_even_from_a_new_process(fake, s3_endpoint):
@@ -289,12 +289,16 @@ def test_a_rejected_token_is_a_clear_error_without_the_token(fake, s3_endpoint):
     assert "wrong-token-value" not in str(e.value)
 
 
+def _experiment_json(bl, spec):
+    """The Beaker spec (JSON) a run is submitted with; builds it without a server when `beaker.secrets` is set."""
+    return experiment_spec(bl.config, spec, bl.spec_url(spec.run_name), bl.secrets()).to_json()
+
+
 def test_dry_run_specs_need_no_server(s3_endpoint, monkeypatch):
     monkeypatch.delenv("BEAKER_TOKEN", raising=False)
     config = beaker_config(s3_endpoint, nodes=2, gpus=8)
     swarm, specs = make_swarm(config, 2, write=False)
-    out = BeakerLauncher(config, swarm).experiment_specs(specs)
-    task = out[specs[0].run_name]["tasks"][0]
+    task = _experiment_json(BeakerLauncher(config, swarm), specs[0])["tasks"][0]
     assert task["replicas"] == 2 and task["leaderSelection"] and task["hostNetworking"] and task["propagatePreemption"]
     assert task["command"][:2] == ["bash", "-c"] and "--nnodes=2" in task["command"][2] and "--nproc-per-node=8" in task["command"][2]
 
@@ -311,7 +315,7 @@ def test_config_problems_are_named_before_anything_is_sent(s3_endpoint, tmp_path
 def test_gcs_credentials_are_mounted_from_their_secret(s3_endpoint):
     config = beaker_config(s3_endpoint, beaker={"secrets": {"GOOGLE_APPLICATION_CREDENTIALS": "olmixbot_GCP"}})
     swarm, specs = make_swarm(config, 1, write=False)
-    task = BeakerLauncher(config, swarm).experiment_specs(specs)[specs[0].run_name]["tasks"][0]
+    task = _experiment_json(BeakerLauncher(config, swarm), specs[0])["tasks"][0]
     (mount,) = task["datasets"]
     assert mount["source"] == {"secret": "olmixbot_GCP"}
     assert {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": mount["mountPath"]} in task["envVars"]

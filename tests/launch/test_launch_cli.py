@@ -94,15 +94,15 @@ def test_run_wait_status_cancel_roundtrip(tmp_path, fake_cli):
     assert r.exit_code == 0, r.output
     swarm = find_swarm(cfg["storage_root"], r.output.split()[1].rstrip(":"))
     meta = swarm.metadata()
-    assert meta["eval_script"]["path"] == str(tmp_path / "ev" / f"olmix-{swarm.group_id}.sh")
+    assert meta.eval_script.path == str(tmp_path / "ev" / f"olmix-{swarm.group_id}.sh")
     assert (tmp_path / "ev" / f"olmix-{swarm.group_id}.sh").exists()
-    assert len(meta["run_names"]) == 2
+    assert len(meta.run_names) == 2
 
     # status from the store alone (no config), as another shell would
     st = runner.invoke(cli, ["launch", "status", "--group-id", swarm.group_id, "--storage-root", cfg["storage_root"], "--json"])
     assert st.exit_code == 0, st.output
     states = json.loads(st.output)
-    assert {v["state"] for v in states.values()} == {"succeeded"} and set(states) == set(meta["run_names"])
+    assert {v["state"] for v in states.values()} == {"succeeded"} and set(states) == set(meta.run_names)
     table = runner.invoke(cli, ["launch", "status", "--group-id", swarm.group_id, "--config", path])
     assert "2 runs: 2 succeeded" in table.output
 
@@ -144,7 +144,7 @@ def test_changed_config_for_existing_group_exits_1(tmp_path, fake_cli):
     r = CliRunner().invoke(cli, ["launch", "run", "--config", path, "--dry-run"])
     assert r.exit_code == 0
     from olmix_core.config import ExperimentConfig
-    from olmix_core.launch.swarm_setup import prepare_swarm
+    from olmix_core.stages.setup import prepare_swarm
 
     swarm, _ = prepare_swarm(ExperimentConfig.from_dict(cfg))
     cfg["training"] = {"learning_rate": 0.5}

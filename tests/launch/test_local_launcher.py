@@ -13,8 +13,8 @@ import pytest
 from olmix_core.errors import LaunchError
 from olmix_core.launch import get_launcher
 from olmix_core.launch.local import LocalLauncher, default_concurrency, pid_alive
-from olmix_core.launch.swarm_setup import prepare_swarm
 from olmix_core.runspec import RunState, RunStatus
+from olmix_core.stages.setup import prepare_swarm
 from tests.launch.conftest import FAKE_TRAINER, launch_config, wait_supervisor_exit
 
 

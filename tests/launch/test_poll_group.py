@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from olmix_core.config import ExperimentConfig
-from olmix_core.launch import swarm_setup
 from olmix_core.launch.inprocess import InProcessLauncher, InProcessOptions, submission_log
 from olmix_core.launch.wait import PollTimeout, poll_group
 from olmix_core.runspec import RunState
+from olmix_core.stages import setup as swarm_setup
 from tests.conftest import minimal_config
 
 

@@ -16,7 +16,8 @@ from olmix_core.cli import cli
 from olmix_core.config import ExperimentConfig
 from olmix_core.launch.local import LocalLauncher
 from olmix_core.runspec import RunState
-from olmix_core.swarm import demo_data_dir, fit_options, run_swarm
+from olmix_core.stages import fit_options
+from olmix_core.swarm import demo_data_dir, run_swarm
 from tests.launch.conftest import FAKE_TRAINER, launch_config
 
 OBJECTIVE = "eval/lm/target/CE loss"
@@ -52,7 +53,7 @@ def test_run_swarm_with_stand_in_trainer_proposes_and_verifies(tmp_path, fake_en
     swarm = _swarm(config, outcome.group_id)
     assert swarm.store.exists(swarm.fit_key(outcome.fit_id, "verify.json"))
     assert swarm.store.exists(swarm.fit_key(outcome.fit_id, "proposed_weights.json"))
-    assert swarm.metadata()["verify_runs"] == [verify["verify_run"]]
+    assert swarm.metadata().verify_runs == [verify["verify_run"]]
     assert any("verify run" in m for m in messages)
 
     # resuming the group trains nothing new and reuses the verify run
@@ -95,7 +96,7 @@ def test_fixed_weight_of_a_source_with_topics_is_not_silently_dropped(tmp_path, 
                            sources=[{"name": "wiki", "paths": ["/w"]},
                                     {"name": "web", "topics": [{"name": "x", "paths": ["/x"]}, {"name": "y", "paths": ["/y"]}]}],
                            priors={"token_counts": {"wiki": 10**6, "web:x": 10**6, "web:y": 10**6}})
-    with caplog.at_level("WARNING", logger="olmix_core.swarm"):
+    with caplog.at_level("WARNING", logger="olmix_core.stages.fits"):
         opts = fit_options(config)
     assert opts["fixed_weights"] == {}
     assert "web" in caplog.text and "--fixed-weight" in caplog.text

@@ -9,9 +9,9 @@ import yaml
 
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError, DataError, InfeasibleError
-from olmix_core.launch.swarm_setup import prepare_swarm, store_verify_spec
 from olmix_core.names import parse_run_name
 from olmix_core.sampling import read_mixtures_file
+from olmix_core.stages.setup import prepare_swarm, store_verify_spec
 from olmix_core.store import SwarmStore
 from tests.launch.conftest import launch_config
 
@@ -28,22 +28,22 @@ def test_prepare_writes_every_artifact(tmp_path):
     assert ExperimentConfig.from_dict(yaml.safe_load(store.read_text(swarm.key(SwarmStore.CONFIG)))) == config
     assert set(swarm.run_names()) == {s.run_name for s in specs}
     meta = swarm.metadata()
-    assert meta["group_id"] == swarm.group_id and meta["launcher"] == "local"
-    assert meta["run_names"] == [s.run_name for s in specs]
-    assert "git_commit" in meta and meta["created"]
+    assert meta.group_id == swarm.group_id and meta.launcher == "local"
+    assert meta.run_names == [s.run_name for s in specs]
+    assert "git_commit" in meta.model_fields_set and meta.created
 
 
 def test_existing_group_reuses_mixtures_and_keeps_created(tmp_path):
     config = launch_config(tmp_path, variants=3)
     swarm, specs = prepare_swarm(config)
-    created = swarm.metadata()["created"]
+    created = swarm.metadata().created
     reseeded = ExperimentConfig.from_dict({**config.model_dump(mode="json"), "seed": 7})
     with pytest.raises(ConfigError, match="different spec"):  # a new seed would change existing runs
         prepare_swarm(reseeded, group_id=swarm.group_id)
     again, specs2 = prepare_swarm(config, group_id=swarm.group_id)
     assert again.group_id == swarm.group_id
     assert [s.model_dump() for s in specs2] == [s.model_dump() for s in specs]
-    assert again.metadata()["created"] == created
+    assert again.metadata().created == created
     other, _ = prepare_swarm(config)
     assert other.group_id != swarm.group_id
 
@@ -57,7 +57,7 @@ def test_changed_training_for_same_group_is_an_error_naming_the_field(tmp_path):
 
 
 def test_bad_group_id_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="group-id"):
+    with pytest.raises(ConfigError, match="^group_id: "):
         prepare_swarm(launch_config(tmp_path), group_id="../../etc")
 
 
@@ -115,5 +115,5 @@ def test_verify_spec_takes_next_variant_and_is_reused(tmp_path):
     other = store_verify_spec(config, swarm, {"wiki": 0.5, "code": 0.5})
     assert other.variant == 4
     meta = swarm.metadata()
-    assert meta["verify_runs"] == [spec.run_name, other.run_name]
-    assert spec.run_name not in meta["run_names"]
+    assert meta.verify_runs == [spec.run_name, other.run_name]
+    assert spec.run_name not in meta.run_names

@@ -221,7 +221,7 @@ def test_cookbook_backend_runs_the_eval_script_for_runs_not_yet_evaluated(tmp_pa
     (call,) = log.read_text().splitlines()
     assert call.startswith(f"evaluate {specs[1].checkpoint_dir}/step10 --dashboard olmix-{GROUP} --tasks arc_easy:rc::olmes")
     assert f"--remote-output-prefix {prefix}" in call
-    with pytest.raises(ConfigError, match="--dashboard"):
+    with pytest.raises(ConfigError, match="^dashboard: the eval script writes to dashboard"):
         evaluate_group(config, swarm, backend="cookbook", dashboard="elsewhere")
 
 

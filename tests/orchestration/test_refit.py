@@ -45,8 +45,8 @@ def test_offline_swarm_watcher_and_refit(tmp_path):
     out = swarm(config=config, group_id="000000a1", launcher="inprocess", eval_mode="offline", poll_interval=0.1, launcher_options=FAST)
     assert out["status"] == "awaiting offline evals"
     swarm_store = SwarmStore.open(str(root), "test-swarm", "000000a1")
-    orch = swarm_store.metadata()["orchestration"]
-    assert orch["open"] is True and orch["results_source"] == "dashboard"
+    orch = swarm_store.metadata().orchestration
+    assert orch.open is True and orch.results_source == "dashboard"
     assert Path(swarm_store.store.path(swarm_store.eval_script_key())).is_file()
 
     assert watch_evals(storage_root=str(root)) == []  # nothing landed yet
@@ -64,7 +64,7 @@ def test_offline_swarm_watcher_and_refit(tmp_path):
     first = refit(group_id=landed[0]["group_id"], config=landed[0]["config"], source=landed[0]["source"])
     assert first["status"] == "fitted" and first["results"] == 8 and set(first["proposal"]) == set(ExperimentConfig.from_dict(config).leaf_names())
     assert swarm_store.store.exists(swarm_store.fit_key(first["fit_id"], "proposed_weights.json"))
-    assert swarm_store.metadata()["orchestration"]["open"] is False  # every run has results: the watcher stops looking
+    assert swarm_store.metadata().orchestration.open is False  # every run has results: the watcher stops looking
 
     again = refit(group_id="000000a1", storage_root=str(root))  # config found by group id, source as recorded
     assert again["status"] == "up to date" and again["fit_id"] == first["fit_id"]

@@ -8,9 +8,10 @@ import pytest
 from prefect.filesystems import RemoteFileSystem
 
 from flows.swarm import swarm
-from flows.watch import open_swarms, watch_evals
+from flows.watch import watch_evals
 from olmix_core.config import ExperimentConfig
 from olmix_core.launch.inprocess import InProcessLauncher, submission_log
+from olmix_core.stages.watch import open_swarms
 from olmix_core.store import ArtifactStore, SwarmStore
 from tasks._common import result_storage_for
 from tests.orchestration._helpers import FAST, swarm_config, task_runs

@@ -150,7 +150,7 @@ def test_bad_input_in_a_stage_is_not_retried(tmp_path):
 
 def test_outside_world_failures_are_retried(tmp_path, monkeypatch):
     import flows.swarm
-    from olmix_core.launch import swarm_setup
+    from olmix_core.stages import setup as swarm_setup
     from tasks.setup import count_priors
 
     calls = []
@@ -176,4 +176,4 @@ def test_no_wait_submits_and_returns(tmp_path):
     assert state.is_completed() and out["status"] == "submitted"
     swarm_store = SwarmStore.open(str(tmp_path / "store"), "test-swarm", "0000000e")
     assert {s["state"] for s in swarm_store.read_run_files("status.json").values()} == {"running"}
-    assert swarm_store.metadata()["orchestration"]["open"] is True
+    assert swarm_store.metadata().orchestration.open is True

@@ -10,9 +10,9 @@ from prefect.states import Failed
 
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError, DataError, LaunchError
-from olmix_core.launch import swarm_setup
 from olmix_core.launch.inprocess import InProcessLauncher, InProcessOptions, law_metrics, submission_log
 from olmix_core.runspec import RunState
+from olmix_core.stages import setup as swarm_setup
 from tasks._common import SWARM_CACHE, config_digest, retry_unless_bad_input
 from tasks.launch import make_launcher
 from tasks.setup import count_priors, sample_mixtures

@@ -1,37 +1,33 @@
-"""Everything a swarm needs in the store before its runs are submitted, one stage per function.
+"""The prepare stage: everything a swarm needs in the store before its runs are submitted, one step per function.
 
-`olmix launch run`, `olmix swarm` and the Prefect flow call the same stages, in this order:
-`open_swarm` → `store_priors` → `store_mixtures` → `store_run_specs` → `store_config` → `write_metadata`
-(`prepare_swarm` chains them), then `submit_swarm` and `emit_eval_script`. Every stage is idempotent for an existing group id: stored priors and mixtures are
-reused (never re-sampled), the group id is never regenerated, and a spec that would change an existing run is an
-error rather than a silent overwrite.
+`open_swarm` → `store_priors` → `store_mixtures` → `write_specs` (`store_run_specs`, `store_config`,
+`record_swarm`); `prepare` chains them for `olmix swarm` and `olmix launch run` (with `dry_run=True`, the same
+chain in memory: nothing is written), the Prefect flow runs each step as its own task. `emit_eval_script` follows
+the specs; `store_verify_spec` adds the verify run. Every step is idempotent for an existing group id: stored
+priors and mixtures are reused (never re-sampled), the group id is never regenerated, and a spec that would change
+an existing run is an error rather than a silent overwrite.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError, DataError, InfeasibleError
-from olmix_core.launch.base import Launcher
+from olmix_core.metadata import EvalScriptInfo, update_metadata
 from olmix_core.names import check_group_id, new_group_id, parse_run_name
 from olmix_core.priors import compute_priors
-from olmix_core.runspec import (
-    RunSpec,
-    RunState,
-    RunStatus,
-    build_run_specs,
-    now_iso,
-    write_run_specs,
-)
+from olmix_core.runspec import RunSpec, build_run_specs, now_iso, write_run_specs
 from olmix_core.sampling import Mixture, generate_mixtures
 from olmix_core.store import ArtifactStore, SwarmStore
 
 WEIGHT_SUM_TOLERANCE = 1e-3
-RETRY_STATES = (RunState.failed, RunState.preempted, RunState.canceled)
 MIN_VERIFY_WEIGHT = 1e-6  # proposal weights below this are dropped (olmo-core wants every ratio in (0, 1])
 
 
@@ -45,11 +41,12 @@ def _group_id(value: str) -> str:
     try:
         return check_group_id(value)
     except ValueError as e:
-        raise ConfigError(f"--group-id: {e}") from None
+        raise ConfigError(f"group_id: {e}", fields=("group_id",)) from None
 
 
-def store_priors(config: ExperimentConfig, swarm: SwarmStore) -> dict[str, Any]:
-    """priors.json: reused when the group has one, else counted (through the store's cache) and written."""
+def store_priors(config: ExperimentConfig, swarm: SwarmStore, write: bool = True) -> dict[str, Any]:
+    """priors.json: reused when the group has one, else counted (through the store's cache) and written (unless
+    `write` is false: a dry run)."""
     stored = swarm.store.read_json_or(swarm.key(SwarmStore.PRIORS), None)
     if stored is not None:
         missing = sorted(set(config.leaf_names()) - set(stored.get("token_counts", {})))
@@ -57,6 +54,8 @@ def store_priors(config: ExperimentConfig, swarm: SwarmStore) -> dict[str, Any]:
             raise ConfigError(f"{swarm.url(SwarmStore.PRIORS)}: group {swarm.group_id} has no token counts for leaves {missing}; "
                               "the config's sources changed, use a new group id")
         return stored
+    if not write:
+        return compute_priors(config)
     priors = compute_priors(config, swarm.store)
     swarm.store.write_json(swarm.key(SwarmStore.PRIORS), priors)
     return priors
@@ -95,22 +94,23 @@ def check_mixtures(config: ExperimentConfig, token_counts: dict[str, int], mixtu
 
 
 def store_mixtures(
-    config: ExperimentConfig, swarm: SwarmStore, priors: dict[str, Any], mixtures: list[Mixture] | None = None
+    config: ExperimentConfig, swarm: SwarmStore, priors: dict[str, Any], mixtures: list[Mixture] | None = None, write: bool = True
 ) -> list[Mixture]:
     """mixtures.json: the stored mixtures when the group has them (given ones must then match), else the given ones
-    (validated) or a fresh sample from the config's seed."""
+    (validated) or a fresh sample from the config's seed; written unless `write` is false (a dry run)."""
     key = swarm.key(SwarmStore.MIXTURES)
     stored = swarm.store.read_json_or(key, None)
     if stored is not None:
         if mixtures is not None and not _same_mixtures(stored, check_mixtures(config, priors["token_counts"], mixtures)):
-            raise ConfigError(f"--mixtures: group {swarm.group_id} already has different mixtures ({swarm.url(SwarmStore.MIXTURES)}); "
-                              "use a new group id")
+            raise ConfigError(f"mixtures: group {swarm.group_id} already has different mixtures ({swarm.url(SwarmStore.MIXTURES)}); "
+                              "use a new group id", fields=("mixtures",))
         return stored
     if mixtures is None:
         mixtures = generate_mixtures(config, priors["token_counts"])
     else:
         mixtures = check_mixtures(config, priors["token_counts"], mixtures)
-    swarm.store.write_json(key, mixtures)
+    if write:
+        swarm.store.write_json(key, mixtures)
     return mixtures
 
 
@@ -130,10 +130,11 @@ def _same_mixtures(a: list[Mixture], b: list[Mixture], tol: float = 1e-9) -> boo
 
 
 def store_run_specs(
-    config: ExperimentConfig, swarm: SwarmStore, mixtures: list[Mixture], purpose: str = "swarm", first_variant: int = 0
+    config: ExperimentConfig, swarm: SwarmStore, mixtures: list[Mixture], purpose: str = "swarm", first_variant: int = 0,
+    write: bool = True,
 ) -> list[RunSpec]:
-    """Build and write one spec per mixture; a stored spec that differs from the new one is an error (it would change
-    a run that may already have trained)."""
+    """Build and write (unless `write` is false) one spec per mixture; a stored spec that differs from the new one
+    is an error (it would change a run that may already have trained)."""
     specs = build_run_specs(config, swarm, mixtures, purpose=purpose, first_variant=first_variant)
     existing = swarm.read_run_files("spec.json")
     for spec in specs:
@@ -145,7 +146,8 @@ def store_run_specs(
                 f"run {spec.run_name} already exists in group {swarm.group_id} with a different spec (fields: {', '.join(fields)}); "
                 "use a new group id for a changed config"
             )
-    write_run_specs(swarm, [s for s in specs if s.run_name not in existing])
+    if write:
+        write_run_specs(swarm, [s for s in specs if s.run_name not in existing])
     return specs
 
 
@@ -177,39 +179,86 @@ def wandb_group_url(config: ExperimentConfig, group_id: str) -> str | None:
     return f"https://wandb.ai/{wb.entity}/{wb.project}/groups/{group_id}"
 
 
-def write_metadata(
-    config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpec], launcher: str, **extra: Any
-) -> dict[str, Any]:
-    """metadata.json: merged into what is there (`created` and the first git commit are kept)."""
+def record_swarm(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpec], launcher: str) -> None:
+    """The swarm's identity in metadata.json (`created` and the first git commit are kept)."""
     meta = swarm.metadata()
     fields: dict[str, Any] = {
         "name": config.name,
         "group_id": swarm.group_id,
-        "created": meta.get("created") or now_iso(),
-        "updated": now_iso(),
+        "created": meta.created or now_iso(),
         "launcher": launcher,
-        "run_names": [s.run_name for s in specs if s.purpose == "swarm"] or meta.get("run_names", []),
+        "run_names": [s.run_name for s in specs if s.purpose == "swarm"] or meta.run_names,
         "storage_root": swarm.store.root_url,
         "config_url": swarm.url(SwarmStore.CONFIG),
         "wandb_group_url": wandb_group_url(config, swarm.group_id),
     }
-    if "git_commit" not in meta:
+    if "git_commit" not in meta.model_fields_set:
         fields.update(git_commit())
-    fields.update(extra)
-    return swarm.update_metadata(**fields)
+    update_metadata(swarm, **fields)
+
+
+def write_specs(config: ExperimentConfig, swarm: SwarmStore, mixtures: list[Mixture], launcher: str) -> list[RunSpec]:
+    """The swarm's run specs (one per mixture), its config.yaml and its metadata.json."""
+    specs = store_run_specs(config, swarm, mixtures)
+    store_config(config, swarm)
+    record_swarm(config, swarm, specs, launcher)
+    return specs
+
+
+def mixture_rows(config: ExperimentConfig, priors: dict[str, Any], mixtures: list[Mixture]) -> list[dict[str, Any]]:
+    """A table of the mixtures (weight per leaf), its first row the prior: what the UI shows of a sample."""
+    leaves = config.leaf_names()
+    prior = priors.get("relative_sizes", {})
+    rows: list[dict[str, Any]] = [{"variant": "prior", **{leaf: round(float(prior.get(leaf, 0.0)), 4) for leaf in leaves}}]
+    rows += [{"variant": i, **{leaf: round(float(m.get(leaf, [0.0])[0]), 4) for leaf in leaves}} for i, m in enumerate(mixtures)]
+    return rows
+
+
+class Prepared(BaseModel):
+    """What the prepare stage left in the store (or, for a dry run, would have)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    swarm: SwarmStore = Field(exclude=True)
+    priors: dict[str, Any]
+    mixtures: list[Mixture]
+    specs: list[RunSpec]
+    dry_run: bool = False
+
+    @property
+    def group_id(self) -> str:
+        return self.swarm.group_id
+
+    @property
+    def run_names(self) -> list[str]:
+        return [s.run_name for s in self.specs]
+
+
+def prepare(
+    config: ExperimentConfig,
+    group_id: str | None = None,
+    mixtures: list[Mixture] | None = None,
+    launcher: str | None = None,
+    dry_run: bool = False,
+) -> Prepared:
+    """Every step up to submission: priors, mixtures (`mixtures`, else the group's stored ones, else sampled), run
+    specs, config and metadata in the store. `dry_run`: the same steps reading the store but writing nothing."""
+    swarm = open_swarm(config, group_id)
+    priors = store_priors(config, swarm, write=not dry_run)
+    mixes = store_mixtures(config, swarm, priors, mixtures, write=not dry_run)
+    if dry_run:
+        specs = store_run_specs(config, swarm, mixes, write=False)
+    else:
+        specs = write_specs(config, swarm, mixes, launcher or config.launcher)
+    return Prepared(swarm=swarm, priors=priors, mixtures=mixes, specs=specs, dry_run=dry_run)
 
 
 def prepare_swarm(
     config: ExperimentConfig, group_id: str | None = None, mixtures: list[Mixture] | None = None, launcher: str | None = None
 ) -> tuple[SwarmStore, list[RunSpec]]:
-    """All stages up to submission: priors, mixtures, specs, config and metadata in the store."""
-    swarm = open_swarm(config, group_id)
-    priors = store_priors(config, swarm)
-    mixes = store_mixtures(config, swarm, priors, mixtures)
-    specs = store_run_specs(config, swarm, mixes)
-    store_config(config, swarm)
-    write_metadata(config, swarm, specs, launcher or config.launcher)
-    return swarm, specs
+    """`prepare`, as (swarm, specs)."""
+    prepared = prepare(config, group_id, mixtures, launcher)
+    return prepared.swarm, prepared.specs
 
 
 def store_verify_spec(config: ExperimentConfig, swarm: SwarmStore, weights: dict[str, float]) -> RunSpec:
@@ -231,8 +280,7 @@ def store_verify_spec(config: ExperimentConfig, swarm: SwarmStore, weights: dict
     used = [parse_run_name(n)[2] for n in swarm.run_names() if _is_run_name(n)]
     variant = max([config.variants - 1, *used]) + 1
     spec = store_run_specs(config, swarm, [mixture], purpose="verify", first_variant=variant)[0]
-    meta = swarm.metadata()
-    swarm.update_metadata(verify_runs=[*meta.get("verify_runs", []), spec.run_name])
+    update_metadata(swarm, verify_runs=[*swarm.metadata().verify_runs, spec.run_name])
     return spec
 
 
@@ -244,25 +292,23 @@ def _is_run_name(name: str) -> bool:
     return True
 
 
-def submit_swarm(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpec], launcher: Launcher) -> dict[str, RunStatus]:
-    """Submit the group: new runs are submitted, runs that failed, were preempted or canceled are submitted again
-    while they have attempts left (`max_attempts`), queued/running/succeeded runs are left alone. Job ids and URLs
-    go into metadata.json."""
-    statuses = launcher.submit(specs)
-    retry = [s for s in specs if statuses[s.run_name].state in RETRY_STATES and statuses[s.run_name].attempts < config.max_attempts]
-    if retry:
-        statuses.update(launcher.resubmit(retry))
-    jobs = {name: {"job_id": st.job_id, "url": st.url} for name, st in statuses.items() if st.url}
-    fields: dict[str, Any] = {"launcher": launcher.kind}
-    if jobs:  # remote jobs with a page (Beaker); local pids live in each run's status.json
-        fields["jobs"] = {**swarm.metadata().get("jobs", {}), **jobs}
-    swarm.update_metadata(**fields)
-    return statuses
-
-
-def emit_eval_script(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpec], output_dir: str) -> str:
-    """The group's offline-eval script (`olmix-{group}.sh`), written to `output_dir` and the store, noted in metadata."""
+def emit_eval_script(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpec], output_dir: str | None = None) -> EvalScriptInfo:
+    """The group's offline-eval script (`olmix-{group}.sh`) in the store's eval_scripts/ (and in `output_dir` when
+    given), noted in metadata.json."""
     from olmix_core.evals import write_eval_script
 
     runs = [s.run_name for s in specs if s.purpose == "swarm"]
-    return write_eval_script(config, swarm.group_id, runs, beaker_user=config.beaker.user, output_dir=output_dir, swarm=swarm)
+
+    def write(directory: str) -> None:
+        write_eval_script(config, swarm.group_id, runs, beaker_user=config.beaker.user, output_dir=directory, swarm=swarm)
+
+    if output_dir is not None:
+        write(output_dir)
+    elif swarm.store.is_local:
+        write(swarm.store.path(swarm.key("eval_scripts")))
+    else:
+        with tempfile.TemporaryDirectory(prefix="olmix-eval-") as tmp:  # the store keeps the copy that counts
+            write(tmp)
+    info = swarm.metadata().eval_script
+    assert info is not None  # write_eval_script(swarm=...) records it
+    return info
