@@ -114,7 +114,7 @@ def main() -> int:
     swarm = SwarmStore.open(config.storage_root, config.name, outcome.group_id)
     statuses = LocalLauncher(config, swarm).status()
     results = swarm.read_run_files("result.json")
-    objective = config.fit.objective or "eval/lm/target/CE loss"
+    objective = config.fit.filtering.objective or "eval/lm/target/CE loss"
     print(f"\n{'run':<26} {'purpose':<7} {'state':<9} {'launch s':>8} {'train s':>8} {'steps':>5} {'peak MB':>8} {objective:>24}")
     for name, st in sorted(statuses.items()):
         res = results.get(name, {})

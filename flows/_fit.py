@@ -36,6 +36,7 @@ def fit_propose_verify(
     kept in the summary. Returns `status` "fitted" (with the proposal) or "up to date"."""
     log = get_run_logger()
     swarm = open_swarm_store(config, group_id)
+    swarm_summary(config, group_id, f"pulling {source} results")
     pulled = pull_swarm_results(config, group_id, source)
     report = pulled.report
     still_open = pulled.still_open
@@ -45,16 +46,19 @@ def fit_propose_verify(
     if last is not None:
         log.info("no new results since fit %s (%d runs); nothing to do", last.fit_id, len(report.included))
         update_metadata(swarm, orchestration={"open": still_open, "last_check": now_iso()})
+        swarm_summary(config, group_id, f"up to date: no new results since fit {last.fit_id}")
         return {**outcome, "status": "up to date", "fit_id": last.fit_id}
     pulled.require_results()
+    swarm_summary(config, group_id, f"fitting on {len(report.included)} runs")
     fit = in_store(fit_swarm, config).with_options(refresh_cache=force)(config, group_id, pulled.tables_sha256)
+    swarm_summary(config, group_id, "proposing", fit=fit)
     proposal = in_store(propose_mixture, config).with_options(refresh_cache=force)(config, group_id, fit.fit_id)
     verification = None
     if verify_proposal:
+        swarm_summary(config, group_id, "verifying the proposal", fit=fit, proposal=proposal)
         verification = in_store(verify, config).with_options(refresh_cache=force)(config, group_id, proposal, launcher, launcher_options, timeout_s)
-    script = swarm.metadata().eval_script
-    swarm_summary(config, group_id, {"eval_script": script.url if script else None, **outcome},
-                  fit=fit, proposal=proposal, verification=verification)
+    swarm_summary(config, group_id, "done" if not still_open else "fitted (some runs still open)", fit=fit, proposal=proposal,
+                  verification=verification)
     stages.record_fit(swarm, pulled, fit, proposal, verification.actual_objective if verification else None)
     update_metadata(swarm, orchestration={"open": still_open, "last_check": now_iso()})
     return {

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from flows._common import label_flow_run, resolve_config
+from flows._common import failed, label_flow_run, refit_run_name, resolve_config
 from flows._fit import fit_propose_verify
 from olmix_core.config import DEFAULT_STORAGE_ROOT, ExperimentConfig
 from olmix_core.errors import ConfigError
@@ -37,7 +37,8 @@ def refit_one(cfg: ExperimentConfig, gid: str, source: str | None, force: bool, 
     )
 
 
-@flow(name="olmix-refit", description="Pull a swarm's results, then fit and propose again if anything changed.")
+@flow(name="olmix-refit", description="Pull a swarm's results, then fit and propose again if anything changed.",
+      flow_run_name=refit_run_name)
 def refit(
     group_id: str | None = None,
     config: str | dict[str, Any] | None = None,
@@ -58,6 +59,14 @@ def refit(
         verify: also train one proxy on the new proposal (with `launcher`, default the swarm's).
         launcher: `local` | `beaker` | `inprocess` for the verify run; default: the swarm's.
     """
+    try:
+        return _refit(group_id, config, storage_root, source, force, verify, launcher)
+    except Exception as e:
+        return failed(f"re-fit of {group_id or 'the open swarms under ' + storage_root}", e)
+
+
+def _refit(group_id: str | None, config: str | dict[str, Any] | None, storage_root: str, source: str | None, force: bool,
+           verify: bool, launcher: str | None) -> dict[str, Any]:
     log = get_run_logger()
     if group_id:
         try:
@@ -71,9 +80,11 @@ def refit(
         raise ConfigError("config: give a group_id with it (without one, every open swarm is re-fitted with its stored config)")
     outcomes: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for swarm, _ in open_swarms(storage_root):
-        cfg = resolve_config(swarm.url(SwarmStore.CONFIG))
+    found = open_swarms(storage_root)
+    log.info("%d open swarms under %s: %s", len(found), storage_root, ", ".join(f"{s.name}/{s.group_id}" for s, _ in found) or "none")
+    for swarm, _ in found:
         try:
+            cfg = resolve_config(swarm.url(SwarmStore.CONFIG))
             outcomes[swarm.group_id] = refit_one(cfg, swarm.group_id, source, force, verify, launcher)
         except NoResults as e:
             log.info("%s: %s", swarm.group_id, e)

@@ -11,12 +11,14 @@ its group id — reuses finished stages and submits no run twice.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from flows._common import label_flow_run, resolve_config, resolve_group_id
+from flows._common import failed, label_flow_run, resolve_config, resolve_group_id, swarm_run_name
 from flows._fit import fit_propose_verify
+from olmix_core.config import ExperimentConfig
 from olmix_core.metadata import update_metadata
 from olmix_core.sampling import read_mixtures_file
 from olmix_core.stages.results import results_source
@@ -30,7 +32,8 @@ from tasks.summary import swarm_summary
 DEFAULT_CONFIG = "configs/examples/local-tiny.yaml"
 
 
-@flow(name="olmix", description="One swarm: sample mixtures, train proxies, pull results, fit, propose, verify.")
+@flow(name="olmix", description="One swarm: sample mixtures, train proxies, pull results, fit, propose, verify.",
+      flow_run_name=swarm_run_name, persist_result=True, result_serializer="json")  # the demo reads the outcome back
 def swarm(
     config: str | dict[str, Any] = DEFAULT_CONFIG,
     group_id: str | None = None,
@@ -67,11 +70,24 @@ def swarm(
         A summary: group id, store URL, runs succeeded/failed, polling rounds, fit id and URL, objective, proposal,
         predicted and prior objective, and the verification (`verify.json`, the same record `olmix swarm` writes).
     """
+    cfg = gid = None
+    try:
+        cfg = resolve_config(config)
+        gid = resolve_group_id(group_id)
+        return _swarm(cfg, gid, launcher or cfg.launcher, wait, poll_interval, eval_mode, verify, timeout_s, mixtures_file, launcher_options)
+    except Exception as e:
+        swarm_store = open_swarm_store(cfg, gid) if cfg is not None and gid is not None else None
+        if swarm_store is not None:
+            with contextlib.suppress(Exception):  # the summary must not hide the failure itself
+                swarm_summary(cfg, gid, "failed", failure=f"{type(e).__name__}: {e}")
+        return failed(f"swarm {cfg.name if cfg else ''} {gid or ''}".strip(), e, swarm_store)
+
+
+def _swarm(cfg: ExperimentConfig, gid: str, kind: str, wait: bool, poll_interval: float, eval_mode: str, verify: bool,
+           timeout_s: float | None, mixtures_file: str | None, launcher_options: dict[str, Any] | None) -> dict[str, Any]:
     log = get_run_logger()
-    cfg = resolve_config(config)
-    gid = resolve_group_id(group_id)
-    kind = launcher or cfg.launcher
     label_flow_run(f"{cfg.name}-{gid}", [f"group:{gid}", f"swarm:{cfg.name}"])
+    swarm_summary(cfg, gid, "setting up: priors, mixtures, run specs")
     swarm_store = open_swarm_store(cfg, gid)
     source = results_source(eval_mode, kind)
     log.info("swarm %s, group %s, %d variants, launcher %s, store %s", cfg.name, gid, cfg.variants, kind, swarm_store.url())
@@ -86,7 +102,7 @@ def swarm(
     in_store(submit_runs, cfg)(cfg, gid, runs, kind, launcher_options)
     outcome: dict[str, Any] = {"name": cfg.name, "group_id": gid, "store": swarm_store.url(), "eval_script": script, "runs": len(runs)}
     if not wait:
-        swarm_summary(cfg, gid, outcome, note="submitted; not waiting (the evals watcher and the re-fit take over)")
+        swarm_summary(cfg, gid, "submitted", note="not waiting for the runs: the evals watcher and the re-fit take over")
         return {**outcome, "status": "submitted"}
 
     polled = in_store(poll_runs, cfg)(cfg, gid, runs, kind, launcher_options, poll_interval, timeout_s)
@@ -94,8 +110,8 @@ def swarm(
         "rounds": polled.rounds, "status_calls": polled.status_calls, "seconds": polled.seconds, "resubmitted": polled.resubmitted,
     })
     if eval_mode == "offline":
-        swarm_summary(cfg, gid, outcome, note=f"training finished; run `{script}` to evaluate offline. "
-                                              "The evals watcher emits `olmix.evals.landed` when results appear, which starts the re-fit.")
+        swarm_summary(cfg, gid, "awaiting offline evals", note=f"Run `{script}` to evaluate offline. The evals watcher emits "
+                                                                "`olmix.evals.landed` when results appear, which starts the re-fit.")
         return {**outcome, "status": "awaiting offline evals"}
 
     return fit_propose_verify(cfg, gid, source, only_if_new=False, force=False, verify_proposal=verify, launcher=kind,

@@ -11,8 +11,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from flows._common import failed, watch_run_name
 from olmix_core.config import DEFAULT_STORAGE_ROOT
-from olmix_core.stages.watch import landed_results, mark_seen
+from olmix_core.stages.watch import check_swarms, mark_seen
 from tasks._common import OUTSIDE_WORLD
 
 EVENT = "olmix.evals.landed"
@@ -28,7 +29,18 @@ def check_eval_locations(storage_root: str, group_ids: list[str] | None = None) 
     last check. Returns the events' payloads."""
     log = get_run_logger()
     payloads = []
-    for swarm, landed in landed_results(storage_root, group_ids):
+    checked = check_swarms(storage_root, group_ids)
+    log.info("checking %d open swarms under %s%s", len(checked), storage_root, f" (only {', '.join(group_ids)})" if group_ids else "")
+    for swarm, check in checked:
+        what = f"{swarm.name}/{swarm.group_id}"
+        if check.location is None:
+            log.info("%s: %s results are not watched here (the cron re-fit covers them)", what, check.source)
+            continue
+        landed = check.landed
+        if landed is None:
+            log.info("%s: %d %s results at %s, %s", what, check.results, check.source, check.location,
+                     "unchanged since the last check" if check.results else "none yet")
+            continue
         payload = landed.model_dump(exclude={"fingerprint"})
         emit_event(
             event=EVENT,
@@ -37,12 +49,13 @@ def check_eval_locations(storage_root: str, group_ids: list[str] | None = None) 
             payload=payload,
         )
         mark_seen(swarm, landed)
-        log.info("%s: %d %s results at %s -> %s", swarm.group_id, landed.results, landed.source, swarm.url(), EVENT)
+        log.info("%s: %d %s results at %s, new since the last check -> %s", what, landed.results, landed.source, check.location, EVENT)
         payloads.append(payload)
     return payloads
 
 
-@flow(name="olmix-watch-evals", description="Emit olmix.evals.landed when new eval results appear for an open swarm.")
+@flow(name="olmix-watch-evals", description="Emit olmix.evals.landed when new eval results appear for an open swarm.",
+      flow_run_name=watch_run_name)
 def watch_evals(storage_root: str = DEFAULT_STORAGE_ROOT, group_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """Check the open swarms under `storage_root` (or only `group_ids`) once.
 
@@ -50,4 +63,7 @@ def watch_evals(storage_root: str = DEFAULT_STORAGE_ROOT, group_ids: list[str] |
         storage_root: the olmix store to scan (local folder, s3://, gs://).
         group_ids: only these swarms.
     """
-    return check_eval_locations(storage_root, group_ids)
+    try:
+        return check_eval_locations(storage_root, group_ids)
+    except Exception as e:
+        return failed(f"watching the eval locations under {storage_root}", e)

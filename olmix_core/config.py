@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from olmix_core.errors import ConfigError
+from olmix_core.fit.options import RULE_ERROR, FitOptions
 from olmix_core.names import check_name
 
 DEFAULT_STORAGE_ROOT = ".olmix/store"
@@ -202,21 +203,6 @@ class OfflineEvalConfig(_Strict):
         return v
 
 
-class FitConfig(_Strict):
-    """What the swarm optimises when it fits (the `olmix fit` options in config form)."""
-
-    metrics: list[str] | None = Field(None, description="Metrics to fit; default: every metric pulled.")
-    objective: str | None = Field(None, description="The metric to optimise; default: the average of `fit.metrics`.")
-    maximize: list[str] = Field(default_factory=list, description="Metrics where higher is better (lower is better otherwise).")
-    regression_type: str = Field("auto", description="Regressor (see `olmix fit --regression-type`).")
-    proposer_type: str = Field("auto", description="Proposer (see `olmix fit --proposer-type`).")
-    min_weight_per_domain: float = Field(0.0, description="Each proposed weight is 0 or ≥ this.")
-    kl_reg: float = Field(0.0, description="KL pull of the proposal toward the prior.")
-    repetition_factor: float | None = Field(
-        None, description="Token caps on the proposal; default: the config's `repetition_factor`."
-    )
-
-
 class ExperimentConfig(_Strict):
     """One swarm: sources, sampling knobs, proxy training, infrastructure, evals, storage."""
 
@@ -306,7 +292,11 @@ class ExperimentConfig(_Strict):
     )
 
     # fitting and storage
-    fit: FitConfig = Field(default_factory=FitConfig, description="What the swarm optimises when it fits.")
+    fit: FitOptions = Field(default_factory=FitOptions, description=(
+        "What the swarm optimises when it fits: the fit/propose options (sections `regression`, `proposer`, "
+        "`constraints`, `filtering`, `eval`), the same model as `olmix fit --config`; flat keys of earlier versions "
+        "load. Unset token caps and the seed come from the swarm (`repetition_factor`, `max_tokens`, `seed`)."
+    ))
     storage_root: str = Field(DEFAULT_STORAGE_ROOT, description="The artifact store: a local folder, `s3://…` or `gs://…`.")
     priors: PriorsConfig | None = Field(None, description=(
         "Known token counts: skips file listing (output of `olmix priors compute`)."
@@ -476,6 +466,8 @@ def format_validation_error(e: ValidationError, source: str) -> str:
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<top level>"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == RULE_ERROR:  # a cross-field rule of the fit options names its own field
+            loc, msg = f"{loc}.{err['ctx']['field']}", str(err["ctx"]["why"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not a config field; check the spelling)"
         lines.append(f"  {loc}: {msg}")

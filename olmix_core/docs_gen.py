@@ -1,7 +1,7 @@
 """Writes the generated reference pages, so they cannot drift from the code they describe.
 
 `docs/reference/cli.md` comes from the click commands' `--help`, `docs/reference/config.md` from the config models'
-field descriptions. The flow parameters (`docs/reference/flows.md`) need Prefect, which olmix_core never imports:
+field descriptions, the fields table of `docs/reference/fit-config.md` from the fit options' ones. The flow parameters (`docs/reference/flows.md`) need Prefect, which olmix_core never imports:
 `deployments/reference.py` renders them with the helpers here. `make docs` (or `python -m olmix_core.docs_gen`)
 rewrites the pages; `--check` exits 1 when one is out of step (tests/foundation/test_docs.py does the same).
 """
@@ -176,12 +176,22 @@ def _nested_models(annotation: Any) -> list[tuple[type[BaseModel], bool]]:
     return out
 
 
-def config_sections(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, type[BaseModel]]]:
-    """(dotted prefix, model) for the model and every model nested in it, in field order."""
+# config blocks whose fields have a generated page of their own (the config reference links there)
+OWN_PAGES = {"fit": "fit-config.md"}
+FIT_TABLE = ("<!-- generated: fit options -->\n", "<!-- end generated -->")
+
+
+def config_sections(
+    model: type[BaseModel], prefix: str = "", own_pages: bool = False
+) -> Iterator[tuple[str, type[BaseModel]]]:
+    """(dotted prefix, model) for the model and every model nested in it, in field order; with `own_pages`, not
+    the blocks of OWN_PAGES."""
     yield prefix, model
     for name, info in model.model_fields.items():
+        if own_pages and prefix + name in OWN_PAGES:
+            continue
         for sub, in_list in _nested_models(info.annotation):
-            yield from config_sections(sub, f"{prefix}{name}{'[]' if in_list else ''}.")
+            yield from config_sections(sub, f"{prefix}{name}{'[]' if in_list else ''}.", own_pages)
 
 
 def config_fields(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
@@ -231,7 +241,7 @@ def render_config() -> str:
         "",
         CONFIG_INTRO,
     ]
-    for prefix, model in config_sections(ExperimentConfig):
+    for prefix, model in config_sections(ExperimentConfig, own_pages=True):
         title = prefix.rstrip(".") or "Top level"
         lines += ["", f"## {title}", ""]
         doc = " ".join((model.__doc__ or "").split())
@@ -242,13 +252,29 @@ def render_config() -> str:
             kind = cell(type_name(info.annotation))
             for sub, in_list in _nested_models(info.annotation):
                 section = f"{prefix}{name}{'[]' if in_list else ''}"
-                kind = kind.replace(sub.__name__, f"[{sub.__name__}](#{anchor(section)})")
+                target = OWN_PAGES.get(section) or f"#{anchor(section)}"
+                kind = kind.replace(sub.__name__, f"[{sub.__name__}]({target})")
             lines.append(f"| `{prefix}{name}` | {kind} | {cell(_default(info))} | {cell(info.description or '')} |")
     return "\n".join(lines) + "\n"
 
 
+def render_fit_options() -> str:
+    """docs/reference/fit-config.md with its fields table regenerated (`olmix_core.fit.options.reference_markdown`)."""
+    from olmix_core.commands.fit import FLAGS
+    from olmix_core.fit.options import reference_markdown
+
+    start, end = FIT_TABLE
+    text = (REFERENCE / "fit-config.md").read_text()
+    head, rest = text.split(start, 1)
+    return head + start + reference_markdown(FLAGS) + end + rest.split(end, 1)[1]
+
+
 def pages() -> dict[Path, Callable[[], str]]:
-    return {REFERENCE / "cli.md": render_cli, REFERENCE / "config.md": render_config}
+    return {
+        REFERENCE / "cli.md": render_cli,
+        REFERENCE / "config.md": render_config,
+        REFERENCE / "fit-config.md": render_fit_options,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

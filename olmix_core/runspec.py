@@ -78,6 +78,28 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class RunProgress(BaseModel):
+    """How far a run's training got: reported by the run itself as it trains (simulated by the in-process launcher)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    step: int = Field(ge=0)
+    total_steps: int = Field(ge=0)
+    start_step: int = Field(0, ge=0)  # where this attempt started (a resumed run starts at its checkpoint)
+    train_loss: float | None = None  # the last logged train CE loss
+    elapsed_s: float = Field(0.0, ge=0.0)  # training time of this attempt when `step` was reached
+    updated: str = Field(default_factory=now_iso)
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    @property
+    def steps_per_s(self) -> float | None:
+        done = self.step - self.start_step
+        return done / self.elapsed_s if done > 0 and self.elapsed_s > 0 else None
+
+
 class RunStatus(BaseModel):
     """`runs/{run}/status.json`: kept by the launcher and the run itself, so any process can read it."""
 
@@ -92,6 +114,7 @@ class RunStatus(BaseModel):
     wandb_url: str | None = None
     reason: str | None = None
     updated: str = Field(default_factory=now_iso)
+    progress: RunProgress | None = None
     extra: dict[str, Any] = {}
 
 

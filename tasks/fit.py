@@ -13,10 +13,12 @@ from prefect.artifacts import create_table_artifact
 
 from olmix_core import stages
 from olmix_core.config import ExperimentConfig
+from olmix_core.runspec import RunStatus
 from olmix_core.stages import FitSummary, ProposalSummary, VerifyResult
 from olmix_core.stages.fits import fit_score_rows, proposal_rows
 from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifact_key, open_swarm_store
 from tasks.launch import make_launcher
+from tasks.summary import swarm_summary
 
 
 @task(name="fit", task_run_name="fit {config.name}/{group_id} on tables {tables_sha256:.12}", cache_policy=SWARM_CACHE,
@@ -52,8 +54,17 @@ def verify(config: ExperimentConfig, group_id: str, proposal: ProposalSummary, l
     """Train one more proxy on the proposed mixture, like the swarm's runs, and compare its actual objective with
     the predicted one and the swarm's runs; writes fits/{fit id}/verify.json."""
     log = get_run_logger()
-    result = stages.verify(config, open_swarm_store(config, group_id), make_launcher(launcher, config, group_id, launcher_options),
-                           proposal, timeout_s, progress=log.info)
+    backend = make_launcher(launcher, config, group_id, launcher_options)
+    polled, watcher = backend.status, stages.PollProgress()
+
+    def status_shown() -> dict[str, RunStatus]:  # the verify run's progress in the live artifacts, as it is polled
+        statuses = polled()
+        if watcher.observe(statuses, []).show_due:
+            swarm_summary(config, group_id, "verifying the proposal", statuses, proposal=proposal)
+        return statuses
+
+    backend.status = status_shown  # type: ignore[method-assign]
+    result = stages.verify(config, open_swarm_store(config, group_id), backend, proposal, timeout_s, progress=log.info)
     log.info("verified: actual %.4f, predicted %.4f, swarm best %.4f / median %.4f, rank %d of %d",
              result.actual_objective, proposal.predicted_objective, result.swarm_best_objective,
              result.swarm_median_objective, result.rank, result.n_runs + 1)

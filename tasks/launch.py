@@ -1,9 +1,9 @@
 """Submit and poll tasks: one task submits the group, one task polls the whole group (olmix_core.stages.runs).
 
 Polling makes one batched `launcher.status()` call per round (never a call or a task per run); `PollProgress`
-decides each round what changed, and this task shows it: the progress artifact, the run status table (at most once
-a minute), log lines for resubmissions. A group not finished in time gives a `PollTimeout` (a clear failed state,
-no retry).
+decides each round what changed, and this task shows it: the swarm's live artifacts (summary, runs table with each
+run's step and loss, progress), updated in place; log lines for new states and resubmissions. A group not finished
+in time gives a `PollTimeout` (a clear failed state, no retry).
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from olmix_core import stages
 from olmix_core.config import ExperimentConfig
 from olmix_core.launch.base import Launcher
 from olmix_core.runspec import RunStatus
 from olmix_core.stages import PollSummary
-from olmix_core.stages.runs import status_rows
-from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, artifact_key, open_swarm_store
+from tasks._common import OUTSIDE_WORLD, RESULT_SERIALIZER, SWARM_CACHE, open_swarm_store
+from tasks.summary import swarm_summary
 
 
 def make_launcher(kind: str, config: ExperimentConfig, group_id: str, options: dict[str, Any] | None = None) -> Launcher:
@@ -35,8 +34,7 @@ def submit_runs(config: ExperimentConfig, group_id: str, runs: list[str], launch
     and cached, so a re-run of the flow does not even ask the launcher again."""
     swarm = open_swarm_store(config, group_id)
     statuses = stages.submit_runs(config, swarm, runs, make_launcher(launcher, config, group_id, launcher_options))
-    create_table_artifact(status_rows(statuses), key=artifact_key(group_id, "runs"),
-                          description=f"**{config.name}** `{group_id}`: run statuses after submission ({launcher})")
+    swarm_summary(config, group_id, "submitted", statuses)
     get_run_logger().info("submitted %d runs of %s/%s with the %s launcher", len(runs), config.name, group_id, launcher)
     return {name: st.state.value for name, st in statuses.items()}
 
@@ -49,21 +47,16 @@ def poll_runs(config: ExperimentConfig, group_id: str, runs: list[str], launcher
     """Wait for `runs` to finish (`olmix_core.stages.poll`: one `status()` per round, resubmitting preempted/failed
     runs below `config.max_attempts`). PollTimeout after `timeout_s`; NoRunSucceeded when none succeeded."""
     log = get_run_logger()
-    progress_id = create_progress_artifact(0.0, key=artifact_key(group_id, "progress"),
-                                           description=f"{config.name} `{group_id}`: share of {len(runs)} runs finished")
-    watcher = stages.PollProgress(len(runs))
+    watcher = stages.PollProgress()
 
     def on_round(statuses: dict[str, RunStatus], unfinished: list[str]) -> None:
         news = watcher.observe(statuses, unfinished)
         for name, attempt in news.resubmitted.items():
             log.warning("resubmitted %s (attempt %d of %d): %s", name, attempt, config.max_attempts, statuses[name].reason)
-        if news.progress is not None:
-            update_progress_artifact(progress_id, news.progress)
         if news.states is not None:
             log.info("%s/%s: %s", config.name, group_id, news.states)
-        if news.table_due:
-            create_table_artifact(status_rows(statuses), key=artifact_key(group_id, "runs"),
-                                  description=f"**{config.name}** `{group_id}`: run statuses while polling ({launcher})")
+        if news.show_due and unfinished:
+            swarm_summary(config, group_id, "training", statuses)
 
     swarm = open_swarm_store(config, group_id)
     backend = make_launcher(launcher, config, group_id, launcher_options)
@@ -71,8 +64,7 @@ def poll_runs(config: ExperimentConfig, group_id: str, runs: list[str], launcher
         summary = stages.poll(config, swarm, backend, runs, poll_interval, timeout_s, on_round)
     finally:
         if watcher.last is not None:
-            create_table_artifact(status_rows(watcher.last), key=artifact_key(group_id, "runs"),
-                                  description=f"**{config.name}** `{group_id}`: final run statuses ({launcher})")
+            swarm_summary(config, group_id, "training finished", watcher.last)
     if summary.failed:
         log.warning("%d runs did not succeed: %s", len(summary.failed),
                     ", ".join(f"{n} ({summary.states[n]})" for n in summary.failed[:10]))

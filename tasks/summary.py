@@ -1,76 +1,66 @@
-"""The markdown artifact that summarises a swarm in the UI: where it stands, the proposal, predicted vs verified."""
+"""The swarm's live artifacts in the UI, updated in place at each stage (olmix_core.swarm_report builds them):
+`olmix-{group}-summary` (stage, runs per state, ETA, links, fit, proposal, verification, plots, how to resume),
+`olmix-{group}-runs` (one row per run, the verify run's included) and `olmix-{group}-progress` (share of the
+training steps done)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from prefect.artifacts import create_markdown_artifact
-
 from olmix_core.config import ExperimentConfig
-from olmix_core.stages import VERIFY_FILE, FitSummary, ProposalSummary, VerifyResult
+from olmix_core.runspec import RunStatus, read_statuses
+from olmix_core.store import SwarmStore
+from olmix_core.swarm_report import (
+    FitLike,
+    ProposalLike,
+    SwarmView,
+    VerificationLike,
+    plot_sources,
+    run_rows,
+    steps_done,
+    summary_markdown,
+)
+from tasks._artifacts import publish_markdown, publish_progress, publish_table
 from tasks._common import artifact_key, open_swarm_store
 
 
-def _fmt(v: float | None) -> str:
-    return "—" if v is None else f"{v:.4f}"
+def swarm_view(config: ExperimentConfig, group_id: str, stage: str, statuses: dict[str, RunStatus] | None = None,
+               note: str | None = None) -> SwarmView:
+    """The swarm as the store has it (run statuses, verify runs, eval script), with `statuses` (a launcher's
+    latest, e.g. simulated progress) over the stored ones."""
+    swarm = open_swarm_store(config, group_id)
+    meta = swarm.metadata()
+    stored = read_statuses(swarm)
+    return SwarmView(
+        name=config.name, group_id=group_id, store=swarm.url(), stage=stage, statuses={**stored, **(statuses or {})},
+        verify_runs=list(meta.verify_runs), launcher=meta.orchestration.launcher or meta.launcher,
+        config_url=swarm.url(SwarmStore.CONFIG) if swarm.store.exists(swarm.key(SwarmStore.CONFIG)) else None,
+        eval_script=meta.eval_script.url if meta.eval_script else None, note=note,
+    )
 
 
-def _link(url: str) -> str:
-    """A clickable form of a store URL (local paths become file:// URLs)."""
-    return f"file://{url}" if url.startswith("/") else url
+def show_runs(view: SwarmView) -> None:
+    """The runs table and the progress bar (training steps done, the verify run's included)."""
+    publish_table(artifact_key(view.group_id, "runs"), run_rows(view),
+                  f"**{view.name}** `{view.group_id}`: one row per run ({view.stage})")
+    publish_progress(artifact_key(view.group_id, "progress"), steps_done(view.statuses) if view.statuses else 0.0,
+                     f"{view.name} `{view.group_id}`: training steps done ({len(view.statuses)} runs)")
 
 
 def swarm_summary(
     config: ExperimentConfig,
     group_id: str,
-    outcome: dict[str, Any],
+    stage: str,
+    statuses: dict[str, RunStatus] | None = None,
     note: str | None = None,
-    fit: FitSummary | None = None,
-    proposal: ProposalSummary | None = None,
-    verification: VerifyResult | None = None,
+    fit: FitLike | None = None,
+    proposal: ProposalLike | None = None,
+    verification: VerificationLike | None = None,
+    failure: str | None = None,
 ) -> str:
-    """Create (a new version of) the `olmix-{group}-summary` markdown artifact; returns its text."""
-    swarm = open_swarm_store(config, group_id)
-    lines = [
-        f"# olmix swarm `{config.name}` / `{group_id}`",
-        "",
-        f"- store: `{swarm.url()}`",
-        f"- runs: {outcome.get('runs', '?')}" + (f", succeeded {outcome['succeeded']}" if "succeeded" in outcome else "")
-        + (f", not succeeded {len(outcome['failed'])}" if outcome.get("failed") else ""),
-    ]
-    if outcome.get("eval_script"):
-        lines.append(f"- offline eval script: `{outcome['eval_script']}`")
-    if note:
-        lines += ["", note]
-    if fit is not None:
-        lines += ["", f"## Fit `{fit.fit_id}` ({fit.runs} runs)", "", "| metric | model | CV Spearman | CV MAE |", "|---|---|---|---|"]
-        for m in fit.metrics:
-            s = fit.cv[m].get(fit.chosen[m], {})
-            lines.append(f"| `{m}` | {fit.chosen[m]} | {_fmt(s.get('spearman'))} | {_fmt(s.get('mae'))} |")
-        if fit.plots:
-            lines += ["", "Plots: " + ", ".join(f"[{name}]({_link(url)})" for name, url in sorted(fit.plots.items()))]
-    if proposal is not None:
-        lines += [
-            "", f"## Proposal ({proposal.proposer} proposer)", "",
-            f"Objective: `{proposal.objective}` (lower is better).", "",
-            "| | objective |", "|---|---|",
-            f"| predicted at the proposal | {_fmt(proposal.predicted_objective)} |",
-            f"| predicted at the prior | {_fmt(proposal.prior_objective)} |",
-        ]
-        if verification is not None:
-            lines += [
-                f"| **verified** (run `{verification.verify_run}`) | **{_fmt(verification.actual_objective)}** |",
-                f"| best swarm run (`{verification.best_run}`) | {_fmt(verification.swarm_best_objective)} |",
-                f"| median swarm run | {_fmt(verification.swarm_median_objective)} |",
-                "", f"The verified proposal ranks **{verification.rank}** of {verification.n_runs + 1} (the swarm's runs and itself).",
-            ]
-        lines += ["", "| leaf | prior | proposed |", "|---|---|---|"]
-        for leaf in sorted(proposal.prior):
-            lines.append(f"| `{leaf}` | {proposal.prior[leaf]:.4f} | {proposal.weights.get(leaf, 0.0):.4f} |")
-        files = {"proposed_weights.json": proposal.weights_url, "predicted_performance.json": proposal.predicted_url}
-        if verification is not None:
-            files[VERIFY_FILE] = swarm.url("fits", proposal.fit_id, VERIFY_FILE)
-        lines += ["", "Files: " + ", ".join(f"[{name}]({_link(url)})" for name, url in files.items())]
-    text = "\n".join(lines) + "\n"
-    create_markdown_artifact(text, key=artifact_key(group_id, "summary"), description=f"olmix swarm {config.name} / {group_id}")
+    """Update the summary, runs table and progress artifacts of this flow run in place; returns the summary."""
+    view = swarm_view(config, group_id, stage, statuses, note)
+    fit_id = fit.fit_id if fit is not None else proposal.fit_id if proposal is not None else None
+    plots = plot_sources(open_swarm_store(config, group_id), fit_id) if fit_id else None
+    text = summary_markdown(view, fit=fit, proposal=proposal, verification=verification, plots=plots, failure=failure)
+    publish_markdown(artifact_key(group_id, "summary"), text, f"olmix swarm {config.name} / {group_id}: {stage}")
+    show_runs(view)
     return text

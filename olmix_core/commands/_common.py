@@ -11,15 +11,11 @@ import click
 
 from olmix_core.errors import OlmixError
 
-# library field/parameter names -> the flags that set them, for error messages
+# library field/parameter names -> the flags that set them, for error messages (`olmix fit` maps the fit options'
+# fields itself: olmix_core.commands.fit.FIELDS)
 FLAGS = {
     "group_id": "--group-id",
     "mixtures": "--mixtures",
-    "objective": "--objective",
-    "obj_weights": "--obj-weights",
-    "opt_avg_metric": "--opt-avg-metric",
-    "maximize": "--maximize",
-    "kl_reg": "--kl-reg",
     "dashboard": "--dashboard",
     "backend": "--backend",
 }

@@ -2,44 +2,60 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import click
 
 from olmix_core.commands._common import handle_errors
-from olmix_core.errors import ArtifactMissing, ConfigError, DataError
+from olmix_core.errors import ArtifactMissing, ConfigError, DataError, OlmixError
+from olmix_core.fit.proposers import PROPOSER_TYPES
+from olmix_core.fit.regressors import REGRESSION_TYPES
 
-_REGRESSION_TYPES = ["auto", "lightgbm", "log_linear", "log_linear_power", "linear", "gp", "bimix", "search"]
-_PROPOSER_TYPES = ["auto", "simulation", "simulation_iterative", "search", "exact", "general"]
-_SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
-# CLI option name -> FitOptions field (the same names are the keys of --config fit.yaml)
-_RENAME = {"metric": "metrics"}
-_PATH_KEYS = ("ratios", "metrics", "priors", "output_dir")
+# click parameter -> fit option field (`section.name`); the flag is `--` + the parameter with '-'. One table: it
+# builds the options from the flags and turns field names in messages back into flags.
+FIELDS = {
+    "regression_type": "regression.type",
+    "seed": "regression.seed",
+    "folds": "regression.folds",
+    "n_jobs": "regression.n_jobs",
+    "candidates": "regression.candidates",
+    "selection": "regression.selection",
+    "n_test": "regression.n_test",
+    "train_split": "regression.train_split",
+    "aggregate_task_families": "regression.aggregate_task_families",
+    "proposer_type": "proposer.type",
+    "kl_reg": "proposer.kl_reg",
+    "temperature": "proposer.temperature",
+    "make_worst_mix": "proposer.make_worst_mix",
+    "uncertainty_penalty": "proposer.uncertainty_penalty",
+    "fit_only": "proposer.fit_only",
+    "num_samples": "proposer.num_samples",
+    "top_k": "proposer.top_k",
+    "rounds": "proposer.rounds",
+    "num_starts": "proposer.num_starts",
+    "target_tokens": "constraints.target_tokens",
+    "repetition_factor": "constraints.repetition_factor",
+    "min_weight_per_domain": "constraints.min_weight_per_domain",
+    "fixed_weight": "constraints.fixed_weights",
+    "reference": "constraints.reference",
+    "tol": "constraints.tol",
+    "metric": "filtering.metrics",
+    "drop_metric": "filtering.drop_metrics",
+    "objective": "filtering.objective",
+    "opt_avg_metric": "filtering.opt_avg_metric",
+    "obj_weights": "filtering.obj_weights",
+    "maximize": "filtering.maximize",
+    "no_plots": "plots",
+}
+FLAGS = {field: "--" + param.replace("_", "-") for param, field in FIELDS.items()}
 
 
-def _number(value: Any, what: str) -> float:
-    """A number, also with a K/M/B/T suffix ("30B" = 3e10)."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    s = str(value).strip()
-    mult = 1.0
-    if s and s[-1].upper() in _SUFFIX:
-        mult, s = _SUFFIX[s[-1].upper()], s[:-1]
-    try:
-        return float(s) * mult
-    except ValueError:
-        raise ConfigError(f"{what}: {value!r} is not a number (suffixes K, M, B, T allowed)") from None
-
-
-def _pairs(items: Any, what: str) -> dict[str, float]:
-    """NAME=VALUE items (a list, a comma-separated string, a mapping, or a JSON/YAML file) -> {name: value}.
-
-    Split on the last '=' so names may contain ':' or '/'."""
-    if items is None:
-        return {}
-    if isinstance(items, dict):
-        return {str(k): _number(v, f"{what} {k}") for k, v in items.items()}
+def _pairs(items: Any, what: str) -> dict[str, Any]:
+    """NAME=VALUE items (a list, a comma-separated string, or a JSON/YAML file) -> {name: value}; values are
+    parsed by the options model (numbers, fractions like 7/52, suffixes like 30B). Split on the last '=' so names
+    may contain ':' or '/'."""
     if isinstance(items, str):
         p = Path(items)
         if p.suffix in (".json", ".yaml", ".yml") and p.exists():
@@ -48,57 +64,60 @@ def _pairs(items: Any, what: str) -> dict[str, float]:
             data = yaml.safe_load(p.read_text())
             if not isinstance(data, dict):
                 raise ConfigError(f"{what}: {items} must hold a mapping name -> number")
-            return _pairs(data, what)
+            return {str(k): v for k, v in data.items()}
         items = [s for s in items.split(",") if s.strip()]
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     for item in items:
         if "=" not in str(item):
             raise ConfigError(f"{what}: {item!r} is not NAME=VALUE")
         k, v = str(item).rsplit("=", 1)
-        out[k.strip()] = _number(v, f"{what} {k.strip()}")
+        out[k.strip()] = v.strip()
     return out
 
 
-def _load_config(path: str) -> dict[str, Any]:
-    import yaml
+def _flag_values(given: dict[str, Any]) -> dict[str, Any]:
+    """Flags given on the command line -> nested option values."""
+    out: dict[str, Any] = {}
+    for param, v in given.items():
+        field = FIELDS[param]
+        if param == "no_plots":
+            v = not v
+        elif param in ("fixed_weight", "obj_weights"):
+            v = _pairs(v, FLAGS[field])
+        elif param == "candidates":
+            v = [c.strip() for c in v.split(",") if c.strip()]
+        section, _, name = field.rpartition(".")
+        (out.setdefault(section, {}) if section else out)[name] = v
+    return out
 
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "fixed_weights" \
+            and k != "obj_weights" else v
+    return out
+
+
+def to_flags(message: str, flagged: set[str], config_file: str | None) -> str:
+    """Field names in a library message -> the CLI's flags (`fit.proposer.kl_reg` -> `--kl-reg`); a field that
+    came from --config keeps its key in that file when no flag set it."""
+    for field in sorted((f for f in FLAGS if "." in f), key=len, reverse=True):
+        flag = FLAGS[field]
+        use = flag if field in flagged or not config_file else field
+        message = re.sub(rf"(?<![\w.-])(?:fit\.)?{re.escape(field)}(?![\w])", use, message)
+    return message
+
+
+def _fit_options(file: Any, given: dict[str, Any]) -> tuple[Any, set[str]]:
+    from olmix_core.fit.options import FitOptions
+
+    flagged = {FIELDS[p] for p in given}
+    values = _merge(file.values if file else {}, _flag_values(given))
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: cannot parse YAML: {e}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of fit options")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
-
-
-def _options(values: dict[str, Any], source: str) -> tuple[dict[str, Any], Any]:
-    """Split CLI-named values into input paths and a FitOptions."""
-    from olmix_core.fit import FitOptions
-
-    paths = {k: values.pop(k, None) for k in _PATH_KEYS}
-    opts: dict[str, Any] = {}
-    for k, v in values.items():
-        if v is None:
-            continue
-        if k == "no_plots":
-            opts["plots"] = not v
-        elif k == "fixed_weight":
-            opts["fixed_weights"] = _pairs(v, "--fixed-weight")
-        elif k == "obj_weights":
-            opts["obj_weights"] = _pairs(v, "--obj-weights") or None
-        elif k == "target_tokens":
-            opts[k] = _number(v, "--target-tokens")
-        elif k == "candidates" and isinstance(v, str):
-            opts[k] = [c.strip() for c in v.split(",") if c.strip()]
-        elif k in ("metric", "maximize") and isinstance(v, str):
-            opts[_RENAME.get(k, k)] = [v]
-        else:
-            opts[_RENAME.get(k, k)] = v
-    return paths, FitOptions.from_dict(opts, source)
+        return FitOptions.from_dict(values, file.path if file else "options"), flagged
+    except ConfigError as e:
+        raise ConfigError(to_flags(str(e), flagged, file.path if file else None)) from None
 
 
 @click.command()
@@ -106,38 +125,36 @@ def _options(values: dict[str, Any], source: str) -> tuple[dict[str, Any], Any]:
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
-    help="YAML file with any of these options (keys = option names with '_'); command-line options override it.",
+    help="YAML fit config: sections swarm (ratios, metrics), priors, eval (task families), regression, proposer, "
+    "constraints, filtering — Ai2 olmix's fit configs read unchanged; command-line options override it.",
 )
 @click.option("--ratios", help="Mixture ratios CSV (olmix: run,name,<domain>...; RegMix: index,<domain>...).")
 @click.option("--metrics", help="Metrics CSV, joined with the ratios on the run id.")
 @click.option(
     "--priors", help="Priors JSON/YAML: {relative_sizes, token_counts}; default prior: mean of the swarm's mixtures."
 )
-@click.option("--output-dir", help="Folder (or s3://, gs:// URL) for models, reports, proposal and plots.")
-@click.option(
-    "--regression-type",
-    type=click.Choice(_REGRESSION_TYPES),
-    default=None,
-    help="Regressor per metric; auto: K-fold CV picks per metric (or averages the best). [auto]",
-)
-@click.option(
-    "--proposer-type",
-    type=click.Choice(_PROPOSER_TYPES),
-    default=None,
-    help="auto: exact for log-linear models, else general. [auto]",
-)
+@click.option("--output-dir", "--output", "output_dir", help="Folder (or s3://, gs:// URL) for models, reports, proposal and plots.")
+@click.option("--regression-type", help=f"Regressor per metric ({', '.join(REGRESSION_TYPES)}); auto: K-fold CV picks "
+              "per metric. [auto]")
+@click.option("--proposer-type", help=f"Proposer ({', '.join(PROPOSER_TYPES)}); auto: exact for log-linear models, else "
+              "general. [auto]")
 @click.option("--metric", multiple=True, help="Fit only this metric (repeatable); default: every metric column.")
-@click.option("--objective", help="Optimise this one metric.")
+@click.option("--drop-metric", multiple=True, help="Leave this metric out (repeatable; also out of its family).")
+@click.option("--objective", help="Optimise this one metric (or task family).")
 @click.option(
     "--opt-avg-metric",
     is_flag=True,
     default=None,
     help="Optimise the average of all metrics (the default with several metrics).",
 )
-@click.option("--obj-weights", help="Weighted objective: 'm1=0.7,m2=0.3' or a JSON/YAML file {metric: weight}.")
+@click.option("--obj-weights", help="Weighted objective: 'm1=0.7,m2=7/52' or a JSON/YAML file {metric or family: weight}.")
 @click.option(
     "--maximize", multiple=True, help="A metric where higher is better (repeatable); lower is better otherwise."
 )
+@click.option("--aggregate-task-families/--no-aggregate-task-families", default=None,
+              help="One model per task family (eval.tasks of --config) on the family's mean metric, or one per task.")
+@click.option("--n-test", type=int, default=None, help="Runs held out and scored (no proposal then, as in Ai2's olmix). [0]")
+@click.option("--train-split", type=float, default=None, help="Fraction (or count > 1) of the other runs fitted on. [1]")
 @click.option("--min-weight-per-domain", type=float, default=None, help="Every proposed weight is 0 or at least this.")
 @click.option("--fixed-weight", multiple=True, help="DOMAIN=W: fix a domain's weight (repeatable).")
 @click.option(
@@ -150,6 +167,8 @@ def _options(values: dict[str, Any], source: str) -> tuple[dict[str, Any], Any]:
     help="Allowed repetitions of each domain's tokens under --target-tokens. [1]",
 )
 @click.option("--kl-reg", type=float, default=None, help="λ in objective + λ·KL(x‖prior). [0]")
+@click.option("--temperature", type=float, default=None, help="Simulation proposers: sample around prior**T.")
+@click.option("--make-worst-mix", is_flag=True, default=None, help="Propose the worst mixture (a sanity baseline).")
 @click.option(
     "--reference",
     help="Reference mixture JSON/YAML {domain: weight}: no metric may be predicted worse than it by more than --tol.",
@@ -162,15 +181,13 @@ def _options(values: dict[str, Any], source: str) -> tuple[dict[str, Any], Any]:
     help="β: minimise prediction + β·std where models have one (GP, ensembles); 0 = plain prediction. [1]",
 )
 @click.option("--fit-only", is_flag=True, default=None, help="Fit and report; propose nothing.")
-@click.option("--seed", type=int, default=None, help="Seed for folds, models and proposers. [0]")
+@click.option("--seed", type=int, default=None, help="Seed for the split, folds, models and proposers. [0]")
 @click.option("--folds", type=int, default=None, help="K for K-fold cross-validation. [5]")
 @click.option("--n-jobs", type=int, default=None, help="Metrics fitted in parallel processes (-1: one per core). [-1]")
 @click.option(
     "--candidates", help="auto's candidates, comma-separated. [lightgbm,log_linear,log_linear_power,gp,linear]"
 )
-@click.option(
-    "--selection", type=click.Choice(["spearman", "mae"]), default=None, help="auto's CV criterion. [spearman]"
-)
+@click.option("--selection", default=None, help="auto's CV criterion: spearman or mae. [spearman]")
 @click.option("--num-samples", type=int, default=None, help="Simulation candidates. [200000]")
 @click.option("--top-k", type=int, default=None, help="Simulation: candidates averaged. [100]")
 @click.option("--rounds", type=int, default=None, help="simulation_iterative rounds. [5]")
@@ -178,40 +195,66 @@ def _options(values: dict[str, Any], source: str) -> tuple[dict[str, Any], Any]:
 @click.option("--no-plots", is_flag=True, default=None, help="Skip the PNG plots.")
 @click.pass_context
 @handle_errors
-def fit(ctx: click.Context, config_file: str | None, **cli: Any) -> None:
-    """Fit one regressor per metric on a swarm's tables and propose the best mixture under constraints.
+def fit(ctx: click.Context, config_file: str | None, ratios: str | None, metrics: str | None, priors: str | None,
+        output_dir: str | None, **cli: Any) -> None:
+    """Fit one regressor per metric (or task family) on a swarm's tables and propose the best mixture under
+    constraints. Option fields: docs/reference/fit-config.md.
 
     Writes proposed_weights.json, predicted_performance.json, fit_report.json, models/ and plots/ to --output-dir."""
     from click.core import ParameterSource
 
     from olmix_core.fit import run_fit
+    from olmix_core.fit.fit_file import read_fit_file
 
-    values: dict[str, Any] = _load_config(config_file) if config_file else {}
-    unknown = sorted(set(values) - set(cli))
-    if unknown:
-        raise ConfigError(f"{config_file}: unknown option(s) {unknown}")
-    for k, v in cli.items():
-        given = ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
-        if given and not (isinstance(v, tuple) and not v):
-            values[k] = list(v) if isinstance(v, tuple) else v
-    paths, options = _options(values, config_file or "options")
-    for k in ("ratios", "metrics", "output_dir"):
-        if not paths[k]:
+    file = read_fit_file(config_file) if config_file else None
+    for note in file.notes if file else []:
+        click.echo(f"note: {note}", err=True)
+    given = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in cli.items()
+        if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE and not (isinstance(v, tuple) and not v)
+    }
+    options, flagged = _fit_options(file, given)
+    paths = {
+        "ratios": ratios or (file.ratios if file else None),
+        "metrics": metrics or (file.metrics if file else None),
+        "output_dir": output_dir or (file.output_dir if file else None),
+    }
+    for k, v in paths.items():
+        if not v:
             raise ConfigError(f"--{k.replace('_', '-')} is required (on the command line or in --config)")
-    result = run_fit(paths["ratios"], paths["metrics"], paths["output_dir"], options, priors=paths["priors"])
+    prior = priors or (file.priors if file else None)
+    try:
+        result = run_fit(paths["ratios"], paths["metrics"], paths["output_dir"], options, priors=prior)
+    except OlmixError as e:
+        raise type(e)(to_flags(str(e), flagged, config_file)) from None
     for w in result.warnings:
-        click.echo(f"warning: {w}", err=True)
+        click.echo(f"warning: {to_flags(w, flagged, config_file)}", err=True)
     for m, info in result.report["metrics"].items():
         cv = info["cv"].get(info["chosen"], {})
         rho = cv.get("spearman")
         click.echo(
             f"{m}: {info['chosen']}" + (f"  (CV Spearman {rho:.4f}, MAE {cv['mae']:.4g})" if rho is not None else "")
         )
+    hold = result.report.get("holdout") or {}
+    if hold.get("test_runs"):
+        click.echo(f"held out {hold['test_runs']} runs (fitted on {hold['train_runs']}): mean Spearman "
+                   f"{hold['mean_spearman'] if hold['mean_spearman'] is None else round(hold['mean_spearman'], 4)}")
     if result.proposal is not None:
-        click.echo(f"proposal ({result.proposal.proposer}), predicted objective {result.proposal.objective:.6g}:")
+        perf = result.predicted
+        assert perf is not None
+        what = "worst mixture" if options.proposer.make_worst_mix else "proposal"
+        click.echo(f"{what} ({result.proposal.proposer}), predicted objective {result.predicted_objective:.6g}"
+                   f" (at the prior {perf.objective.at_prior:.6g}):")
         for d, w in result.proposal.weights.items():
             if w > 0:
                 click.echo(f"  {d}: {w:.4f}")
+        caps = perf.token_caps or {}
+        if caps:
+            broken = [d for d, c in caps.items() if not c.holds]
+            bound = [d for d, c in caps.items() if c.weight >= c.cap * (1 - 1e-6)]
+            click.echo(f"token caps: {len(caps)} domain(s) capped below 1, {len(bound)} at their cap; "
+                       + (f"BROKEN for {broken}" if broken else "all hold"))
     click.echo(f"wrote {', '.join(result.files.values())} to {result.output_dir}")
 
 

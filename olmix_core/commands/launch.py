@@ -144,7 +144,7 @@ def format_resolved(config: ExperimentConfig, priors: dict, max_weights: dict[st
         f"launcher: {config.launcher}; variants: {config.variants}; seed: {config.seed}",
         f"target tokens per run: {config.target_tokens:,d}; sequence length: {config.sequence_length}; dtype: {config.dtype.value}; tokenizer: {config.tokenizer}",
         f"model: {model}; threads per run: {t.threads_per_run}; device: {t.device}",
-        f"eval sources: {', '.join(config.eval_sources) or '(none)'}; objective: {config.fit.objective or 'mean of the fit metrics'}",
+        f"eval sources: {', '.join(config.eval_sources) or '(none)'}; objective: {config.fit.filtering.objective or 'mean of the fit metrics'}",
         "",
     ]
     width = max(len("leaf"), *(len(leaf) for leaf in config.leaf_names()))
@@ -175,12 +175,17 @@ def _wait(config: ExperimentConfig, swarm: SwarmStore, launcher: Launcher, specs
 
 
 def format_statuses(statuses: dict[str, RunStatus]) -> str:
-    """One row per run (name, state, attempts, job, updated, reason), then the counts per state."""
+    """One row per run (name, state, attempts, step / total steps and last train loss as the run reported them, job,
+    updated, reason), then the counts per state."""
+    from olmix_core.swarm_report import steps_text
+
     rows = [
-        (name, s.state.value, str(s.attempts), s.url or s.job_id or "", s.updated, (s.reason or "").replace("\n", " ")[:100])
+        (name, s.state.value, str(s.attempts), steps_text(s),
+         f"{s.progress.train_loss:.4f}" if s.progress and s.progress.train_loss is not None else "",
+         s.url or s.job_id or "", s.updated, (s.reason or "").replace("\n", " ")[:100])
         for name, s in sorted(statuses.items())
     ]
-    head = ("run", "state", "attempts", "job", "updated", "reason")
+    head = ("run", "state", "attempts", "step", "loss", "job", "updated", "reason")
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     lines = [fmt.format(*head), "-" * (sum(widths[:-1]) + 2 * len(widths[:-1]) + len(head[-1]))]

@@ -3,7 +3,7 @@
 Public API (everything else is internal):
 
     from olmix_core.fit import run_fit, FitOptions
-    result = run_fit("results/ratios.csv", "results/metrics.csv", "fits/abc", FitOptions(opt_avg_metric=True),
+    result = run_fit("results/ratios.csv", "results/metrics.csv", "fits/abc", FitOptions(filtering={"opt_avg_metric": True}),
                      priors={"relative_sizes": {...}, "token_counts": {...}})
     result.proposed_weights      # {domain: weight}, constraints honoured exactly
     result.predicted_objective   # predicted objective of the proposal (lower is better)
@@ -17,50 +17,53 @@ Step by step:
     proposal = propose(setup.problem(table, models, options), "general")
     models.save(dir); FittedModels.load(dir).predict(X)    # JSON model files, no pickle
 
-From an experiment config's `fit:` block (olmix_core.config.FitConfig), the swarm flow builds
-`FitOptions(metrics=..., objective=..., maximize=..., regression_type=..., proposer_type=...,
-min_weight_per_domain=..., kl_reg=..., target_tokens=config.target_tokens,
-repetition_factor=fit.repetition_factor or config.leaf_repetition_caps())` (a per-domain dict is accepted).
+Options: one nested model, `FitOptions` (olmix_core.fit.options: regression, proposer, constraints, filtering,
+eval), which is also an experiment config's `fit:` block; `options_from_experiment(config)` adds the swarm's own
+token caps, fixed weights and seed. `olmix fit --config` also reads Ai2 olmix's fit configs (olmix_core.fit.fit_file).
 
 Domains and metrics are matched by column name everywhere (names may contain ':' or '/').
 Heavy libraries (lightgbm, cvxpy, matplotlib) are imported only when used.
 """
 
-from olmix_core.fit.constraints import Bounds, Constraints, repair, resolve_bounds
-from olmix_core.fit.fitting import AUTO_CANDIDATES, FittedModels, MetricFit, fit_models
-from olmix_core.fit.objective import Objective, build_objective
-from olmix_core.fit.proposers import PROPOSER_TYPES, Problem, Proposal, propose
-from olmix_core.fit.regressors import REGRESSION_TYPES, Regressor, make_regressor
-from olmix_core.fit.run import FitOptions, FitResult, Setup, prepare, propose_from_fit, run_fit
-from olmix_core.fit.tables import Priors, SwarmTable, load_mixture, load_priors, load_tables
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "AUTO_CANDIDATES",
-    "PROPOSER_TYPES",
-    "REGRESSION_TYPES",
-    "Bounds",
-    "Constraints",
-    "FitOptions",
-    "FitResult",
-    "FittedModels",
-    "MetricFit",
-    "Objective",
-    "Priors",
-    "Problem",
-    "Proposal",
-    "Regressor",
-    "Setup",
-    "SwarmTable",
-    "build_objective",
-    "fit_models",
-    "load_mixture",
-    "load_priors",
-    "load_tables",
-    "make_regressor",
-    "prepare",
-    "propose",
-    "repair",
-    "resolve_bounds",
-    "propose_from_fit",
-    "run_fit",
-]
+_EXPORTS = {
+    "Bounds": "constraints",
+    "repair": "constraints",
+    "resolve_bounds": "constraints",
+    "AUTO_CANDIDATES": "fitting",
+    "FittedModels": "fitting",
+    "MetricFit": "fitting",
+    "fit_models": "fitting",
+    "Objective": "objective",
+    "build_objective": "objective",
+    "ConstraintsOptions": "options",
+    "FitOptions": "options",
+    "options_from_experiment": "options",
+    "PROPOSER_TYPES": "proposers",
+    "Problem": "proposers",
+    "Proposal": "proposers",
+    "propose": "proposers",
+    "REGRESSION_TYPES": "regressors",
+    "Regressor": "regressors",
+    "make_regressor": "regressors",
+    "FitResult": "run",
+    "Setup": "run",
+    "prepare": "run",
+    "propose_from_fit": "run",
+    "run_fit": "run",
+    "Priors": "tables",
+    "SwarmTable": "tables",
+    "load_mixture": "tables",
+    "load_priors": "tables",
+    "load_tables": "tables",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy exports: the options model (imported by the experiment config) must not pull in pandas/scipy."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"olmix_core.fit.{_EXPORTS[name]}"), name)

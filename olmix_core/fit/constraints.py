@@ -7,6 +7,7 @@
 * Pareto improvement: no metric predicted worse than the reference mixture's prediction by more than `tol`
   (checked by the proposers with the fitted models, see `proposers.Problem`).
 
+The options themselves are `options.ConstraintsOptions` (the `constraints` section of the fit options).
 `resolve_bounds` turns the first three into per-domain bounds and raises `InfeasibleError` naming the constraint
 that cannot be met; `repair` maps any point to a nearby mixture that satisfies them exactly.
 """
@@ -17,58 +18,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, field_validator
 
 from olmix_core.errors import DataError, InfeasibleError
-
-
-class Constraints(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    min_weight_per_domain: float = 0.0
-    fixed_weights: dict[str, float] = {}
-    target_tokens: float | None = None
-    repetition_factor: float | dict[str, float] = 1.0
-    kl_reg: float = 0.0
-    reference: dict[str, float] | None = None
-    tol: float = 0.0
-
-    @field_validator("min_weight_per_domain")
-    @classmethod
-    def _min(cls, v: float) -> float:
-        if not 0.0 <= v <= 1.0:
-            raise ValueError(f"min_weight_per_domain {v} must be in [0, 1]")
-        return v
-
-    @field_validator("fixed_weights")
-    @classmethod
-    def _fixed(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, w in v.items():
-            if not (math.isfinite(w) and 0.0 <= w <= 1.0):
-                raise ValueError(f"fixed weight of {k!r} is {w}, outside [0, 1]")
-        return v
-
-    @field_validator("target_tokens")
-    @classmethod
-    def _target(cls, v: float | None) -> float | None:
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise ValueError(f"target_tokens {v} must be > 0")
-        return v
-
-    @field_validator("repetition_factor")
-    @classmethod
-    def _rep(cls, v: float | dict[str, float]) -> float | dict[str, float]:
-        for k, r in v.items() if isinstance(v, dict) else [("", v)]:
-            if not (math.isfinite(r) and r > 0):
-                raise ValueError(f"repetition_factor{f'[{k!r}]' if k else ''} {r} must be > 0")
-        return v
-
-    @field_validator("kl_reg", "tol")
-    @classmethod
-    def _nonneg(cls, v: float) -> float:
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"must be >= 0 (got {v})")
-        return v
+from olmix_core.fit.options import ConstraintsOptions
 
 
 @dataclass
@@ -134,7 +86,7 @@ def _cap(tokens: float, rep: float, target: float) -> float:
 
 
 def resolve_bounds(
-    constraints: Constraints, domains: list[str], token_counts: dict[str, float] | None = None
+    constraints: ConstraintsOptions, domains: list[str], token_counts: dict[str, float] | None = None
 ) -> Bounds:
     """Bounds per domain; InfeasibleError (naming the constraint) when no mixture satisfies them all."""
     d = len(domains)
@@ -144,19 +96,20 @@ def resolve_bounds(
     mw = constraints.min_weight_per_domain
     for name, w in constraints.fixed_weights.items():
         if name not in index:
-            raise DataError(f"--fixed-weight: {name!r} is not a domain of the swarm ({domains})")
+            raise DataError(f"fit.constraints.fixed_weights: {name!r} is not a domain of the swarm ({domains})")
         i = index[name]
         fixed[i] = True
         lo[i] = hi[i] = w
         if 0 < w < mw:
             raise InfeasibleError(
-                f"--fixed-weight {name}={w} is below --min-weight-per-domain {mw} (weights must be 0 or >= it)"
+                f"fit.constraints.fixed_weights {name}={w} is below fit.constraints.min_weight_per_domain {mw} (weights must be 0 or >= it)"
             )
     caps: dict[str, float] = {}
-    if constraints.target_tokens is not None:
+    if constraints.caps_on:
+        assert constraints.target_tokens is not None
         if token_counts is None:
-            raise DataError("--target-tokens needs token_counts in the priors (--priors)")
-        rep = constraints.repetition_factor
+            raise DataError("fit.constraints.target_tokens needs token_counts in the priors")
+        rep = 1.0 if constraints.repetition_factor is None else constraints.repetition_factor
         if isinstance(rep, dict):
             unknown = sorted(set(rep) - set(domains))
             if unknown:
@@ -169,14 +122,14 @@ def resolve_bounds(
             if fixed[i]:
                 if lo[i] > cap:
                     raise InfeasibleError(
-                        f"--fixed-weight {name}={lo[i]} exceeds its token cap {cap:.6g} "
+                        f"fit.constraints.fixed_weights {name}={lo[i]} exceeds its token cap {cap:.6g} "
                         f"(token_counts {token_counts[name]:.6g} × repetition {r} / target tokens {constraints.target_tokens:.6g})"
                     )
             else:
                 hi[i] = cap
     fixed_total = float(lo[fixed].sum())
     if fixed_total > 1.0 + 1e-12:
-        raise InfeasibleError(f"--fixed-weight values sum to {fixed_total:.6g} > 1")
+        raise InfeasibleError(f"fit.constraints.fixed_weights values sum to {fixed_total:.6g} > 1")
     free = ~fixed
     zeroed = [domains[i] for i in np.flatnonzero(free & (hi < mw))] if mw > 0 else []
     if mw > 0:
@@ -187,26 +140,26 @@ def resolve_bounds(
         hi[free] = 0.0
         return bounds
     if not free.any():
-        raise InfeasibleError(f"--fixed-weight: every domain is fixed but the weights sum to {fixed_total:.6g}, not 1")
+        raise InfeasibleError(f"fit.constraints.fixed_weights: every domain is fixed but the weights sum to {fixed_total:.6g}, not 1")
     avail = np.sort(hi[free])[::-1]
     if avail.sum() < R - 1e-12:
         what = "token caps" if caps else "bounds"
         detail = ", ".join(f"{k}≤{v:.4g}" for k, v in caps.items())
         raise InfeasibleError(
             f"{what}: the free domains can take at most {avail.sum():.6g} of the mixture but {R:.6g} must be filled "
-            f"(raise --repetition-factor or lower --target-tokens; caps: {detail}"
-            + (f"; capped below --min-weight-per-domain (so 0): {zeroed}" if zeroed else "")
+            f"(raise fit.constraints.repetition_factor or lower fit.constraints.target_tokens; caps: {detail}"
+            + (f"; capped below fit.constraints.min_weight_per_domain (so 0): {zeroed}" if zeroed else "")
             + ")"
         )
     if mw > 0:
         if R < mw:
             raise InfeasibleError(
-                f"--min-weight-per-domain {mw}: fixed weights leave {R:.6g} for the other domains, below the minimum"
+                f"fit.constraints.min_weight_per_domain {mw}: fixed weights leave {R:.6g} for the other domains, below the minimum"
             )
         k = int(np.searchsorted(np.cumsum(avail), R - 1e-12) + 1)
         if k * mw > R + 1e-12:
             raise InfeasibleError(
-                f"--min-weight-per-domain {mw} with token caps: filling {R:.6g} needs at least {k} domains, "
+                f"fit.constraints.min_weight_per_domain {mw} with token caps: filling {R:.6g} needs at least {k} domains, "
                 f"and {k} × {mw} > {R:.6g}"
             )
     return bounds

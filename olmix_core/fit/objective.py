@@ -52,26 +52,31 @@ def build_objective(
     also the default with several metrics). Metric names are checked against the fitted metrics."""
     chosen = [objective is not None, bool(obj_weights), opt_avg_metric]
     if sum(chosen) > 1:
-        raise DataError("objective, obj_weights and opt_avg_metric are alternatives; give one",
-                        fields=("objective", "obj_weights", "opt_avg_metric"))
+        raise DataError("fit.filtering.objective, fit.filtering.obj_weights and fit.filtering.opt_avg_metric are "
+                        "alternatives; give one",
+                        fields=("fit.filtering.objective", "fit.filtering.obj_weights", "fit.filtering.opt_avg_metric"))
     unknown = sorted(set(maximize) - set(metrics))
     if unknown:
-        raise DataError(f"maximize: {unknown} are not metrics of the table ({metrics})", fields=("maximize",))
+        raise DataError(f"fit.filtering.maximize: {unknown} are not metrics of the table ({metrics})",
+                        fields=("fit.filtering.maximize",))
     if objective is not None:
         if objective not in metrics:
-            raise DataError(f"objective: {objective!r} is not a metric of the table ({metrics})", fields=("objective",))
+            raise DataError(f"fit.filtering.objective: {objective!r} is not a metric of the table ({metrics})",
+                            fields=("fit.filtering.objective",))
         weights = {objective: 1.0}
         label = objective
     elif obj_weights:
         unknown = sorted(set(obj_weights) - set(metrics))
         if unknown:
-            raise DataError(f"obj_weights: {unknown} are not metrics of the table ({metrics})", fields=("obj_weights",))
+            raise DataError(f"fit.filtering.obj_weights: {unknown} are not metrics of the table ({metrics})",
+                            fields=("fit.filtering.obj_weights",))
         for k, w in obj_weights.items():
             if not (math.isfinite(w) and w >= 0):
-                raise DataError(f"obj_weights: weight of {k!r} is {w}; weights must be >= 0", fields=("obj_weights",))
+                raise DataError(f"fit.filtering.obj_weights: weight of {k!r} is {w}; weights must be >= 0",
+                                fields=("fit.filtering.obj_weights",))
         weights = {k: float(w) for k, w in obj_weights.items() if w > 0}
         if not weights:
-            raise DataError("obj_weights: all weights are 0", fields=("obj_weights",))
+            raise DataError("fit.filtering.obj_weights: all weights are 0", fields=("fit.filtering.obj_weights",))
         label = " + ".join(f"{w:g}·{k}" for k, w in weights.items())
     else:
         weights = {m: 1.0 / len(metrics) for m in metrics}
@@ -81,5 +86,5 @@ def build_objective(
     if any(m in maximize for m in ms):
         label += f" (maximised: {[m for m in ms if m in maximize]})"
     if kl_reg < 0:
-        raise DataError(f"kl_reg must be >= 0 (got {kl_reg})", fields=("kl_reg",))
+        raise DataError(f"fit.proposer.kl_reg must be >= 0 (got {kl_reg})", fields=("fit.proposer.kl_reg",))
     return Objective(ms, np.array([weights[m] for m in ms]), signs, float(kl_reg), np.asarray(prior, float), label)

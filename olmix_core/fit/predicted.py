@@ -21,7 +21,7 @@ class PredictedObjective(BaseModel):
 
     definition: str  # a metric name, or e.g. "mean of 6 metrics"
     direction: str = "minimize"
-    predicted: float | None  # at the proposal (lower is better; maximised metrics enter negated)
+    predicted: float | None  # at the proposal (lower is better, maximised metrics negated; make_worst_mix: as is)
     at_prior: float | None
     at_reference: float | None = None
     minimised: float | None = None  # with the KL and uncertainty penalties: what the proposer minimised
@@ -41,6 +41,12 @@ class PredictedMetric(BaseModel):
     at_reference: float | None = None
 
 
+class TokenCap(BaseModel):
+    weight: float  # the proposal's weight of the domain
+    cap: float  # token_counts × repetition_factor / target_tokens
+    holds: bool
+
+
 class PredictedPerformance(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -48,6 +54,8 @@ class PredictedPerformance(BaseModel):
     proposer: str
     prior_weights: dict[str, float]
     metrics: dict[str, PredictedMetric]
+    token_caps: dict[str, TokenCap] | None = None  # domains capped below 1 (token caps on)
+    token_caps_hold: bool | None = None
 
     def predicted_metrics(self) -> dict[str, float]:
         """metric -> predicted value at the proposal (metrics without a finite prediction left out)."""

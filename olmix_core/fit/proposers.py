@@ -163,7 +163,7 @@ def _feasible(problem: Problem, X: np.ndarray, bounds: Bounds | None = None) -> 
 def _pareto_error(problem: Problem, who: str, x: np.ndarray | None = None) -> InfeasibleError:
     """InfeasibleError naming the Pareto constraint and, given the closest attempt, the metrics it misses."""
     msg = (
-        f"{who}: no mixture within the other constraints meets the Pareto constraint (--reference, --tol {problem.tol})"
+        f"{who}: no mixture within the other constraints meets the Pareto constraint (fit.constraints.reference, fit.constraints.tol {problem.tol})"
     )
     if x is not None:
         slack = problem.slack_from(problem.predict(x))[0]
@@ -185,8 +185,8 @@ def _enforce_pareto(problem: Problem, x: np.ndarray) -> np.ndarray:
         slack = problem.slack_from(problem.predict(ref))[0]
         bad = [m for m, s in zip(problem.pareto_metrics, slack) if s < 0]
         raise InfeasibleError(
-            "--reference: the reference mixture violates the other constraints, and the nearest mixture that meets "
-            f"them is predicted worse than the reference by more than --tol {problem.tol} on {bad}"
+            "fit.constraints.reference: the reference mixture violates the other constraints, and the nearest mixture that meets "
+            f"them is predicted worse than the reference by more than fit.constraints.tol {problem.tol} on {bad}"
         )
     lo, hi = 0.0, 1.0
     best = ref
@@ -238,13 +238,19 @@ def propose_simulation(
     iterative: bool = False,
     rounds: int = 5,
     conc: tuple[float, float] = (0.05, 20.0),
+    temperature: float | None = None,
 ) -> Proposal:
     """RegMix's simulation (one round around the prior), or olmix's iterative variant (`rounds` rounds, each
     centred on the previous top-k mean with concentrations ×4). Candidates are made feasible before ranking;
-    the top-k average is repaired (averaging can break the minimum weight) and checked against the reference."""
+    the top-k average is repaired (averaging can break the minimum weight) and checked against the reference.
+    `temperature` samples around prior**temperature (renormalised), as Ai2's olmix does."""
     rng = np.random.default_rng(problem.seed)
     d = len(problem.models.domains)
-    center = repair(problem.prior, problem.bounds) if _has_constraints(problem.bounds) else problem.prior.copy()
+    start = problem.prior.copy()
+    if temperature is not None:
+        start = np.maximum(start, PRIOR_FLOOR) ** temperature
+        start = start / start.sum()
+    center = repair(start, problem.bounds) if _has_constraints(problem.bounds) else start
     n_rounds = rounds if iterative else 1
     per_round = max(top_k, num_samples // n_rounds)
     lo_c, hi_c = conc
@@ -265,8 +271,8 @@ def propose_simulation(
             done += n
         if len(top.vals) == 0:
             if problem.reference is not None:
-                raise _pareto_error(problem, "simulation (try --proposer-type general)")
-            raise InfeasibleError("simulation: no sampled candidate meets the constraints; try --proposer-type general")
+                raise _pareto_error(problem, "simulation (try fit.proposer.type general)")
+            raise InfeasibleError("simulation: no sampled candidate meets the constraints; try fit.proposer.type general")
         mean = top.rows.mean(0)
         history.append(float(top.vals.min()))
         if iterative:
@@ -291,7 +297,7 @@ def propose_search(problem: Problem) -> Proposal:
         if not ok_bounds.any():
             why.append("min weight / fixed weights / token caps")
         if problem.reference is not None and not (worst >= 0).any():
-            why.append(f"Pareto vs --reference (--tol {problem.tol})")
+            why.append(f"Pareto vs fit.constraints.reference (fit.constraints.tol {problem.tol})")
         raise InfeasibleError(
             f"search: none of the {len(X)} observed runs meets the constraints ({', '.join(why) or 'combined'})"
         )
@@ -307,7 +313,7 @@ def _loglinear_law(problem: Problem, metric: str) -> dict[str, Any]:
     if not isinstance(model, LogLinearRegressor) or isinstance(model, LogLinearPowerRegressor):
         raise OlmixError(
             f"exact proposer needs log_linear models; metric {metric!r} uses {model.describe()} "
-            "(fit with --regression-type log_linear, or use --proposer-type general)"
+            "(fit with fit.regression.type log_linear, or use fit.proposer.type general)"
         )
     return model.law()
 
@@ -328,7 +334,7 @@ def _exact_terms(problem: Problem) -> tuple[list[tuple[float, float, np.ndarray]
         if k < 0:
             raise OlmixError(
                 f"exact proposer: the fitted law of {m!r} is concave in the optimised direction "
-                f"({'maximised' if sign < 0 else 'minimised'}, s={law['s']:+.0f}); use --proposer-type general"
+                f"({'maximised' if sign < 0 else 'minimised'}, s={law['s']:+.0f}); use fit.proposer.type general"
             )
         obj_terms.append((float(w), law["b"], np.asarray(law["t"])))
     laws = [_loglinear_law(problem, m) for m in problem.pareto_metrics]

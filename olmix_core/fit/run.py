@@ -7,116 +7,21 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from olmix_core.errors import ConfigError, DataError
-from olmix_core.fit.constraints import Bounds, Constraints, resolve_bounds
-from olmix_core.fit.fitting import FittedModels, fit_models
+from olmix_core.fit.constraints import Bounds, resolve_bounds
+from olmix_core.fit.families import Selection, load_selection, objective_terms
+from olmix_core.fit.fitting import FittedModels, fit_models, scores
 from olmix_core.fit.objective import Objective, build_objective
+from olmix_core.fit.options import FitOptions
 from olmix_core.fit.predicted import PredictedPerformance, write_predicted
-from olmix_core.fit.proposers import PROPOSER_TYPES, Problem, Proposal, exact_possible, propose
-from olmix_core.fit.regressors import REGRESSION_TYPES
-from olmix_core.fit.tables import SwarmTable, load_mixture, load_priors, load_tables
-
-
-class FitOptions(BaseModel):
-    """Every `olmix fit` option (also the keys of `--config fit.yaml`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # what to fit
-    metrics: list[str] | None = None  # default: every metric column
-    regression_type: str = "auto"
-    candidates: list[str] | None = None  # auto's candidates; default fitting.AUTO_CANDIDATES
-    selection: Literal["spearman", "mae"] = "spearman"
-    folds: int = 5
-    seed: int = 0
-    n_jobs: int = -1
-    # objective
-    objective: str | None = None
-    opt_avg_metric: bool = False
-    obj_weights: dict[str, float] | None = None
-    maximize: list[str] = []
-    kl_reg: float = 0.0
-    # constraints
-    min_weight_per_domain: float = 0.0
-    fixed_weights: dict[str, float] = {}
-    target_tokens: float | None = None
-    repetition_factor: float | dict[str, float] = 1.0
-    reference: dict[str, float] | str | None = None  # mixture or a JSON/YAML file with one
-    tol: float = 0.0
-    # proposer
-    proposer_type: str = "auto"
-    uncertainty_penalty: float = 1.0  # minimise prediction + β·std where models have one (0: plain prediction)
-    num_samples: int = 200_000  # simulation candidates
-    top_k: int = 100
-    rounds: int = 5
-    num_starts: int = 4
-    fit_only: bool = False
-    plots: bool = True
-
-    @field_validator("regression_type")
-    @classmethod
-    def _reg(cls, v: str) -> str:
-        if v not in REGRESSION_TYPES:
-            raise ValueError(f"unknown regression type {v!r}; choose from {list(REGRESSION_TYPES)}")
-        return v
-
-    @field_validator("proposer_type")
-    @classmethod
-    def _prop(cls, v: str) -> str:
-        if v not in PROPOSER_TYPES:
-            raise ValueError(f"unknown proposer type {v!r}; choose from {list(PROPOSER_TYPES)}")
-        return v
-
-    @field_validator("uncertainty_penalty")
-    @classmethod
-    def _beta(cls, v: float) -> float:
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"uncertainty_penalty must be >= 0 (got {v})")
-        return v
-
-    @field_validator("folds")
-    @classmethod
-    def _folds(cls, v: int) -> int:
-        if v < 2:
-            raise ValueError(f"folds must be >= 2 (got {v})")
-        return v
-
-    @field_validator("num_samples", "top_k", "rounds", "num_starts")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v <= 0:
-            raise ValueError(f"must be > 0 (got {v})")
-        return v
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "fit options") -> FitOptions:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            msgs = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in e.errors()
-            )
-            raise ConfigError(f"{source}: {msgs}") from None
-
-    def constraints(self) -> Constraints:
-        try:
-            return Constraints(
-                min_weight_per_domain=self.min_weight_per_domain,
-                fixed_weights=self.fixed_weights,
-                target_tokens=self.target_tokens,
-                repetition_factor=self.repetition_factor,
-                kl_reg=self.kl_reg,
-                tol=self.tol,
-            )
-        except ValidationError as e:
-            raise ConfigError("; ".join(f"{err['loc'][0]}: {err['msg']}" for err in e.errors())) from None
+from olmix_core.fit.proposers import Problem, Proposal, exact_possible, propose
+from olmix_core.fit.tables import SwarmTable, load_mixture, load_priors
 
 
 @dataclass
@@ -137,7 +42,10 @@ class FitResult:
 
     @property
     def predicted_objective(self) -> float | None:
-        return None if self.proposal is None else self.proposal.objective
+        """The proposal's predicted objective as reported (for make_worst_mix: the objective itself, not negated)."""
+        if self.proposal is None:
+            return None
+        return self.predicted.objective.predicted if self.predicted else self.proposal.objective
 
 
 def _json(obj: Any) -> Any:
@@ -169,6 +77,8 @@ class Setup:
     bounds: Bounds
     reference: np.ndarray | None
     warnings: list[str]
+    maximize: tuple[str, ...] = ()  # fitted columns where higher is better
+    worst: bool = False  # make_worst_mix: the objective's signs are flipped, so the proposer maximises it
 
     def problem(self, table: SwarmTable, models: FittedModels, options: FitOptions) -> Problem:
         return Problem(
@@ -177,17 +87,21 @@ class Setup:
             bounds=self.bounds,
             prior=self.prior,
             reference=self.reference,
-            tol=options.tol,
-            maximize=tuple(options.maximize),
+            tol=options.constraints.tol,
+            maximize=self.maximize,
             observed_X=table.X,
             observed_Y=table.Y,
             seed=options.seed,
-            uncertainty=options.uncertainty_penalty,
+            uncertainty=options.proposer.uncertainty_penalty,
         )
 
 
-def prepare(table: SwarmTable, options: FitOptions, priors: str | Path | dict[str, Any] | None = None) -> Setup:
-    """Prior, objective, bounds and reference for `table`; InfeasibleError / DataError name what is wrong."""
+def prepare(selection: Selection | SwarmTable, options: FitOptions,
+            priors: str | Path | dict[str, Any] | None = None) -> Setup:
+    """Prior, objective, bounds and reference for the table; InfeasibleError / DataError name what is wrong."""
+    if isinstance(selection, SwarmTable):
+        selection = Selection(selection, {}, False)
+    table = selection.table
     warnings: list[str] = []
     token_counts = None
     if priors is not None:
@@ -198,36 +112,41 @@ def prepare(table: SwarmTable, options: FitOptions, priors: str | Path | dict[st
         prior = table.X.mean(0)
         prior = prior / prior.sum()
         warnings.append("no priors given: the prior mixture is the mean of the swarm's mixtures")
+    objective_name, obj_weights, maximize, notes = objective_terms(selection, options)
+    warnings += notes
     objective = build_objective(
         table.metrics,
         prior,
-        objective=options.objective,
-        obj_weights=options.obj_weights,
-        opt_avg_metric=options.opt_avg_metric,
-        maximize=options.maximize,
-        kl_reg=options.kl_reg,
+        objective=objective_name,
+        obj_weights=obj_weights,
+        opt_avg_metric=options.filtering.opt_avg_metric,
+        maximize=maximize,
+        kl_reg=options.proposer.kl_reg,
     )
-    bounds = resolve_bounds(options.constraints(), table.domains, token_counts)
+    worst = options.proposer.make_worst_mix
+    if worst:
+        objective.signs = -objective.signs
+        objective.label = f"worst mixture: maximise {objective.label}"
+    c = options.constraints
+    if c.target_tokens is not None and not c.caps_on:
+        warnings.append("fit.constraints.target_tokens is set but fit.constraints.enabled is false: no token caps")
+    bounds = resolve_bounds(c, table.domains, token_counts)
     reference = None
-    if options.reference is not None:
-        ref = load_mixture(options.reference, table.domains, "reference")
+    if c.reference is not None:
+        ref = load_mixture(c.reference, table.domains, "reference")
         reference = np.array([ref[d] for d in table.domains])
-    if options.proposer_type == "exact" and options.regression_type not in ("log_linear", "auto"):
-        raise DataError(
-            f"--proposer-type exact needs --regression-type log_linear (got {options.regression_type!r}); "
-            "use --proposer-type general for other models"
-        )
-    return Setup(prior, objective, bounds, reference, warnings)
+    return Setup(prior, objective, bounds, reference, warnings, tuple(maximize), worst)
 
 
 def _proposer_options(options: FitOptions, proposer: str) -> dict[str, Any]:
+    p = options.proposer
     if proposer in ("simulation", "simulation_iterative"):
-        kw: dict[str, Any] = {"num_samples": options.num_samples, "top_k": options.top_k}
+        kw: dict[str, Any] = {"num_samples": p.num_samples, "top_k": p.top_k, "temperature": p.temperature}
         if proposer == "simulation_iterative":
-            kw["rounds"] = options.rounds
+            kw["rounds"] = p.rounds
         return kw
     if proposer == "general":
-        return {"num_starts": options.num_starts}
+        return {"num_starts": p.num_starts}
     return {}
 
 
@@ -240,6 +159,48 @@ def _upload(local: Path, output_dir: str) -> None:
             fs.put_file(str(p), f"{root.rstrip('/')}/{p.relative_to(local).as_posix()}")
 
 
+def split_rows(n: int, options: FitOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, held-out rows) as Ai2's olmix splits: `n_test` runs held out with sklearn's seeded
+    train_test_split, then the rest subsampled to `train_split` (a fraction, or a count when > 1)."""
+    from sklearn.model_selection import train_test_split
+
+    r, seed = options.regression, options.seed
+    train, test = np.arange(n), np.array([], dtype=int)
+    if r.n_test > 0:
+        if r.n_test >= n:
+            raise DataError(f"fit.regression.n_test {r.n_test} holds out every one of the {n} runs")
+        train, test = train_test_split(train, test_size=r.n_test / n, random_state=seed)
+    if r.train_split != 1.0:
+        size = int(r.train_split) if r.train_split > 1 else r.train_split
+        if size != len(train):
+            if isinstance(size, int) and size > len(train):
+                raise DataError(f"fit.regression.train_split {size} is more than the {len(train)} runs left to train on")
+            train = train_test_split(train, train_size=size, random_state=seed)[0]
+    return np.asarray(train), np.asarray(test)
+
+
+def _subset(table: SwarmTable, rows: np.ndarray) -> SwarmTable:
+    return replace(
+        table,
+        ids=[table.ids[i] for i in rows],
+        names=None if table.names is None else [table.names[i] for i in rows],
+        X=table.X[rows],
+        Y=table.Y[rows],
+    )
+
+
+def _holdout(models: FittedModels, table: SwarmTable, train: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+    out: dict[str, Any] = {"train_runs": len(train), "test_runs": len(test), "unused_runs": len(table.ids) - len(train) - len(test)}
+    if len(test):
+        P = models.predict(table.X[test])
+        per = {m: scores(P[:, j], table.Y[test, j]) for j, m in enumerate(models.metrics)}
+        out["test_ids"] = [table.ids[i] for i in test]
+        out["metrics"] = per
+        rho = [v["spearman"] for v in per.values() if v.get("spearman") is not None and math.isfinite(v["spearman"])]
+        out["mean_spearman"] = float(np.mean(rho)) if rho else None
+    return out
+
+
 def run_fit(
     ratios_path: str | Path,
     metrics_path: str | Path,
@@ -247,43 +208,52 @@ def run_fit(
     options: FitOptions | dict[str, Any] | None = None,
     priors: str | Path | dict[str, Any] | None = None,
 ) -> FitResult:
-    """Fit one model per metric, propose a mixture (unless `fit_only`), and write into `output_dir` (a folder or
-    an fsspec URL such as s3://bucket/swarm/fits/x):
+    """Fit one model per metric (or task family), propose a mixture (unless `fit_only` or runs are held out), and
+    write into `output_dir` (a folder or an fsspec URL such as s3://bucket/swarm/fits/x):
 
     fit_report.json, models/ (reload with `FittedModels.load`), proposed_weights.json, predicted_performance.json
     and plots/*.png. Bad tables raise DataError; constraints no mixture meets raise InfeasibleError (before fitting).
     """
-    if options is None:
-        options = FitOptions()
-    elif isinstance(options, dict):
-        options = FitOptions.from_dict(options)
+    options = FitOptions.from_dict(options or {}, prefix="fit.")
     t0 = time.perf_counter()
-    table = load_tables(ratios_path, metrics_path, options.metrics)
+    selection = load_selection(ratios_path, metrics_path, options)
+    table = selection.table
     warnings = list(table.warnings)
     setup = None
-    if not options.fit_only:  # objective and constraints are checked before the (slow) fit
-        setup = prepare(table, options, priors)
+    if options.proposes:  # objective and constraints are checked before the (slow) fit
+        setup = prepare(selection, options, priors)
         warnings += setup.warnings
-    models = fit_models(
-        table,
-        options.regression_type,
-        folds=options.folds,
-        seed=options.seed,
-        n_jobs=options.n_jobs,
-        candidates=options.candidates,
-        selection=options.selection,
-    )
+    elif options.regression.n_test > 0 and not options.proposer.fit_only:
+        warnings.append(f"fit.regression.n_test is {options.regression.n_test}: runs are held out for scoring, so no "
+                        "mixture is proposed (as in Ai2's olmix); set it to 0 to propose")
+    if options.proposer.temperature is not None and options.proposer.type not in ("simulation", "simulation_iterative"):
+        warnings.append(f"fit.proposer.temperature is used by the simulation proposers only, not {options.proposer.type!r}")
+    train, test = split_rows(len(table.ids), options)
+    fit_table = _subset(table, train) if len(train) < len(table.ids) else table
+    r = options.regression
+    try:
+        models = fit_models(fit_table, r.type, folds=r.folds, seed=options.seed, n_jobs=r.n_jobs,
+                            candidates=r.candidates, selection=r.selection)
+    except DataError as e:
+        if table.unmatched:  # say first why there are fewer runs than the files have
+            raise DataError(f"{table.unmatched}; {e}") from None
+        raise
     t_fit = time.perf_counter() - t0
     from olmix_core.fit.report import interaction_matrix, write_plots
 
-    inter = interaction_matrix(models, table.X, table.Y, seed=options.seed)
+    inter = interaction_matrix(models, fit_table.X, fit_table.Y, seed=options.seed)
     report: dict[str, Any] = {
         "ratios": str(ratios_path),
         "metrics_file": str(metrics_path),
-        "runs": len(table.ids),
+        "runs": len(fit_table.ids),
         "dropped_runs": table.dropped,
         "warnings": warnings,
         **models.report(),
+        "holdout": _holdout(models, table, train, test),
+        "families": selection.families if selection.families else None,
+        "aggregate_task_families": selection.aggregated,
+        "dropped_metrics": selection.dropped,
+        "options": options.model_dump(mode="json"),
         "interaction": {
             m: {d: float(inter[i, j]) for i, d in enumerate(table.domains)} for j, m in enumerate(table.metrics)
         },
@@ -294,7 +264,7 @@ def run_fit(
     weights_plot = None
     pareto_plot = None
     if setup is not None:
-        proposal, predicted, info, weights_plot, pareto_plot = _propose_on(table, models, setup, options)
+        proposal, predicted, info, weights_plot, pareto_plot = _propose_on(fit_table, models, setup, options)
         report["seconds"]["propose"] = info.pop("seconds")
         report["proposer"] = info
     out_str = str(output_dir)
@@ -310,7 +280,7 @@ def run_fit(
             files["proposed_weights"] = "proposed_weights.json"
             files["predicted_performance"] = write_predicted(local, predicted)
         if options.plots:
-            files.update(write_plots(local / "plots", models, table.Y, inter, weights_plot, pareto_plot))
+            files.update(write_plots(local / "plots", models, fit_table.Y, inter, weights_plot, pareto_plot))
         report["seconds"]["total"] = round(time.perf_counter() - t0, 3)
         report["files"] = files
         _write_json(local / "fit_report.json", report)
@@ -328,11 +298,11 @@ def _propose_on(
     """The proposal, its predicted performance, the proposer's report, and the data of the weights/Pareto plots."""
     problem = setup.problem(table, models, options)
     t1 = time.perf_counter()
-    proposer = options.proposer_type
+    proposer = options.proposer.type
     if proposer == "auto":
         proposer = "exact" if exact_possible(problem) else "general"
     proposal = propose(problem, proposer, **_proposer_options(options, proposer))
-    info = {"type": proposal.proposer, "requested": options.proposer_type, "seconds": round(time.perf_counter() - t1, 3),
+    info = {"type": proposal.proposer, "requested": options.proposer.type, "seconds": round(time.perf_counter() - t1, 3),
             **proposal.details}
     weights_plot = {"prior": problem.prior, "proposed": proposal.x}
     pareto_plot = None
@@ -346,7 +316,7 @@ def _propose_on(
             "signs": problem.pareto_signs,
             "tol": problem.tol,
         }
-    return proposal, _predicted_performance(problem, proposal), info, weights_plot, pareto_plot
+    return proposal, _predicted_performance(problem, proposal, setup), info, weights_plot, pareto_plot
 
 
 def propose_from_fit(
@@ -361,16 +331,23 @@ def propose_from_fit(
     proposed_weights.json, predicted_performance.json and plots/proposed_vs_prior.png (and pareto.png) there."""
     from olmix_core.fit.report import plot_pareto, plot_weights
 
-    options = FitOptions.from_dict(options) if isinstance(options, dict) else (options or FitOptions())
+    options = FitOptions.from_dict(options or {}, prefix="fit.")
+    if options.regression.n_test > 0:
+        raise ConfigError(f"fit.regression.n_test is {options.regression.n_test}: runs held out for scoring give no "
+                          "proposal (as in Ai2's olmix); set it to 0 to propose")
     out_str = str(fit_dir).rstrip("/")
     models = FittedModels.load(f"{out_str}/models")
-    table = load_tables(ratios_path, metrics_path, options.metrics)
+    selection = load_selection(ratios_path, metrics_path, options)
+    table = selection.table
     if list(table.domains) != list(models.domains) or list(table.metrics) != list(models.metrics):
         raise DataError(
             f"{out_str}: models were fitted on domains {models.domains} and metrics {models.metrics}; "
             f"the tables have {table.domains} and {table.metrics}"
         )
-    setup = prepare(table, options, priors)
+    train, _ = split_rows(len(table.ids), options)
+    if len(train) < len(table.ids):
+        table = _subset(table, train)
+    setup = prepare(selection, options, priors)
     proposal, predicted, info, weights_plot, pareto_plot = _propose_on(table, models, setup, options)
     remote = "://" in out_str
     local = Path(tempfile.mkdtemp(prefix="olmix-propose-")) if remote else Path(out_str)
@@ -393,7 +370,7 @@ def propose_from_fit(
     return FitResult(out_str, files, models, _json({"proposer": info}), proposal, predicted, setup.warnings)
 
 
-def _predicted_performance(problem: Problem, proposal: Proposal) -> PredictedPerformance:
+def _predicted_performance(problem: Problem, proposal: Proposal, setup: Setup) -> PredictedPerformance:
     models = problem.models
     ms = models.metrics
     x = proposal.x[None, :]
@@ -402,14 +379,15 @@ def _predicted_performance(problem: Problem, proposal: Proposal) -> PredictedPer
     prior_pred = models.predict(problem.prior[None, :])[0]
     ref_pred = models.predict(problem.reference[None, :])[0] if problem.reference is not None else None
     obj_cols = [ms.index(m) for m in problem.objective.metrics]
+    sign = -1.0 if setup.worst else 1.0  # the worst mixture's objective is reported as is, not negated
     out: dict[str, Any] = {
         "objective": {
             "definition": problem.objective.label,
-            "direction": "minimize",
-            "predicted": proposal.objective,
-            "at_prior": float(problem.objective.from_predictions(prior_pred[obj_cols][None, :])[0]),
+            "direction": "maximize (make_worst_mix)" if setup.worst else "minimize",
+            "predicted": sign * proposal.objective,
+            "at_prior": sign * float(problem.objective.from_predictions(prior_pred[obj_cols][None, :])[0]),
             **(
-                {"at_reference": float(problem.objective.from_predictions(ref_pred[obj_cols][None, :])[0])}
+                {"at_reference": sign * float(problem.objective.from_predictions(ref_pred[obj_cols][None, :])[0])}
                 if ref_pred is not None
                 else {}
             ),
@@ -434,4 +412,9 @@ def _predicted_performance(problem: Problem, proposal: Proposal) -> PredictedPer
         if ref_pred is not None:
             entry["at_reference"] = float(ref_pred[j])
         out["metrics"][m] = entry
+    caps = problem.bounds.caps
+    if caps:
+        w = dict(zip(models.domains, proposal.x.tolist()))
+        out["token_caps"] = {d: {"weight": w[d], "cap": cap, "holds": w[d] <= cap} for d, cap in caps.items()}
+        out["token_caps_hold"] = all(v["holds"] for v in out["token_caps"].values())
     return PredictedPerformance.model_validate(_json(out))

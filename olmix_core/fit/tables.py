@@ -5,12 +5,17 @@ Two CSV layouts are accepted, detected from the header:
 * olmix: ``run`` (or ``run_id``), ``name``, optional ``index``, then one column per domain / metric;
 * RegMix: ``index``, then one column per domain / metric (e.g. ``metric/the_pile_pile_cc_val_loss``).
 
+Columns with an empty header (the unnamed pandas index column Ai2 publishes its swarms with: ``,run,name,index,...``)
+are metadata and skipped, as Ai2's olmix does. Duplicate column names are an error (pandas would silently rename
+``a`` to ``a.1``), detected from the header line itself.
+
 Domains and metrics are always matched by column *name*, never by position (a shipped bug once applied token caps
 to the wrong domains because two tables listed domains in different orders).
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -72,11 +77,16 @@ def read_table(path: str | Path, what: str = "table") -> Table:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot parse {what} CSV: {e}") from None
+    header = [c.strip() for c in next(csv.reader(io.StringIO(text)), [])]
+    dups = sorted({c for c in header if c and header.count(c) > 1})
+    if dups:
+        raise DataError(f"{path}: duplicate column name(s) {dups} in the header")
+    unnamed = [j for j, c in enumerate(header) if not c]
+    if len(header) == len(df.columns):  # pandas' own names for the unnamed ones ("Unnamed: 0") are not ours
+        df.columns = [c if c else f"\0unnamed{j}" for j, c in enumerate(header)]
+        df = df.drop(columns=[f"\0unnamed{j}" for j in unnamed])
     cols = [str(c).strip() for c in df.columns]
     df.columns = cols
-    dups = sorted({c for c in cols if cols.count(c) > 1})
-    if dups:
-        raise DataError(f"{path}: duplicate column(s) {dups}")
     id_col = next((c for c in ID_COLUMNS if c in cols), None)
     if id_col is None:
         raise DataError(
@@ -148,6 +158,7 @@ class SwarmTable:
     Y: np.ndarray  # (runs, metrics)
     warnings: list[str] = field(default_factory=list)
     dropped: dict[str, list[str]] = field(default_factory=dict)  # file -> ids present only there
+    unmatched: str | None = None  # how many rows of each table found no partner (prefixes "too few runs" errors)
 
 
 def join_tables(ratios: Table, metrics: Table, select_metrics: list[str] | None = None) -> SwarmTable:
@@ -171,6 +182,10 @@ def join_tables(ratios: Table, metrics: Table, select_metrics: list[str] | None 
     r_index = {i: r for r, i in enumerate(ratios.ids)}
     only_r = [i for i in ratios.ids if i not in m_index]
     only_m = [i for i in metrics.ids if i not in r_index]
+    unmatched = (
+        f"{len(only_r)} of {len(ratios.ids)} row(s) of {ratios.path} and {len(only_m)} of {len(metrics.ids)} row(s) "
+        f"of {metrics.path} found no partner (ids e.g. {only_r[:3]} vs {only_m[:3]})"
+    )
     warnings: list[str] = []
     dropped: dict[str, list[str]] = {}
     for only, here, there in [(only_r, ratios, metrics), (only_m, metrics, ratios)]:
@@ -181,7 +196,8 @@ def join_tables(ratios: Table, metrics: Table, select_metrics: list[str] | None 
     keep = [i for i in ratios.ids if i in m_index]
     if not keep:
         raise DataError(
-            f"no run ids in common between {ratios.path} ({ratios.id_column}) and {metrics.path} ({metrics.id_column})"
+            f"no run ids in common between {ratios.path} ({ratios.id_column}) and {metrics.path} "
+            f"({metrics.id_column}): {unmatched}"
         )
     ri = np.array([r_index[i] for i in keep])
     mi = np.array([m_index[i] for i in keep])
@@ -204,6 +220,7 @@ def join_tables(ratios: Table, metrics: Table, select_metrics: list[str] | None 
         Y=Y,
         warnings=warnings,
         dropped=dropped,
+        unmatched=unmatched if only_r or only_m else None,
     )
 
 

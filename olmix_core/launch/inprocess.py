@@ -11,6 +11,9 @@ run, a `finish_at` time in its `extra`), so a new process, or a flow re-run afte
   prove that no run was submitted twice.
 - Faults are seeded per run name: a fraction is preempted or fails on its first attempt, `always_fail` never
   succeeds.
+- Training progress is simulated like a real run reports it (`RunStatus.progress`): `steps` steps spread over the
+  run's duration, the train loss falling to the law's value; computed on each `status()` (not written: a real
+  run's reports cost writes, a simulation needs none) and recorded with the final status.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from olmix_core.config import ExperimentConfig
 from olmix_core.launch.base import RETRY_STATES, Launcher
 from olmix_core.names import parse_run_name
-from olmix_core.runspec import RunSpec, RunState, RunStatus, now_iso, parse_status, write_status
+from olmix_core.runspec import RunProgress, RunSpec, RunState, RunStatus, now_iso, parse_status, write_status
 from olmix_core.store import SwarmStore
 
 SUBMISSIONS_KEY = "launcher/inprocess/submissions"
@@ -50,6 +53,7 @@ class InProcessOptions(BaseModel):
     always_fail: list[str] = []  # run names that fail on every attempt
     noise: float = Field(0.0, ge=0.0)  # std of Gaussian noise added to each metric
     seed: int = 0  # of the mixing law, the durations and the faults
+    steps: int = Field(100, ge=1)  # simulated training steps per run
 
 
 def _unit(*parts: Any) -> float:
@@ -116,6 +120,8 @@ class InProcessLauncher(Launcher):
         for name, st in current.items():
             if st.state.active and float(st.extra.get("finish_at", math.inf)) <= now:
                 current[name] = self._finish(st)
+            elif st.state == RunState.running and "finish_at" in st.extra:
+                current[name] = st.model_copy(update={"progress": self._progress(st, now)})
         stats["max_status_reads"] = max(stats["max_status_reads"], stats["reads"] - reads_before)
         return current
 
@@ -176,7 +182,18 @@ class InProcessLauncher(Launcher):
                 "wall_time_s": round(float(st.extra["finish_at"]) - float(st.extra["submitted_at"]), 3),
             })
             self._count("writes", 1)
-        return self._write(st.model_copy(update={"state": state, "reason": reason}))
+        progress = self._progress(st, float(st.extra["finish_at"])) if state == RunState.succeeded else self._progress(st, time.time())
+        return self._write(st.model_copy(update={"state": state, "reason": reason, "progress": progress}))
+
+    def _progress(self, st: RunStatus, at: float) -> RunProgress:
+        """Where simulated training is at time `at`: steps in proportion to the time spent, the loss decaying from
+        3 above the law's train loss to it."""
+        start, end = float(st.extra["submitted_at"]), float(st.extra["finish_at"])
+        fraction = min(1.0, max(0.0, (at - start) / (end - start))) if end > start else 1.0
+        step = int(self.options.steps * fraction)
+        final = law_metrics(self.config, self._mixture(st.run_name)[0], self.options.seed)[TRAIN_LOSS_METRIC]
+        return RunProgress(step=step, total_steps=self.options.steps, train_loss=round(final + 3.0 * math.exp(-4.0 * fraction), 4),
+                           elapsed_s=round(max(0.0, min(at, end) - start), 3))
 
     def _mixture(self, run: str) -> tuple[dict[str, float], str]:
         """A run's weights and purpose from its spec; all specs are read in one batch, once per new run seen."""

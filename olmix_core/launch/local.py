@@ -476,6 +476,7 @@ class Supervisor:
         final = child.status.model_copy(update={
             "state": state, "reason": reason, "extra": extra,
             "wandb_url": current.wandb_url or child.status.wandb_url,
+            "progress": current.progress or child.status.progress,  # what the run reported as it trained
         })
         self._write(final)
 

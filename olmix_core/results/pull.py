@@ -110,8 +110,10 @@ def _load_state(output_dir: str | None, swarm: SwarmStore) -> dict[str, Any]:
 
 
 def _default_metrics(source: str, config: ExperimentConfig, found_metrics: list[dict[str, float]]) -> list[str]:
-    if config.fit.metrics:
-        return list(config.fit.metrics)
+    if config.fit.filtering.metrics:
+        return list(config.fit.filtering.metrics)
+    if config.fit.eval.tasks:
+        return list(dict.fromkeys(t for tasks in config.fit.eval.families.values() for t in tasks))
     if source == "wandb":
         return default_inloop_metrics()
     if source == "dashboard":

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from olmix_core.config import ExperimentConfig
+from olmix_core.fit.options import FitOptions, options_from_experiment
 from olmix_core.fit.predicted import read_predicted
 from olmix_core.metadata import LastFit, update_metadata
 from olmix_core.runspec import now_iso
@@ -52,35 +53,14 @@ class ProposalSummary(BaseModel):
     files: dict[str, str] = {}  # name -> path relative to fits/{fit id}/ (proposed_weights, predicted_performance, plots)
 
 
-def fit_options(config: ExperimentConfig) -> dict[str, Any]:
-    """`config.fit` (and the config's token caps) as `olmix_core.fit.FitOptions` fields."""
-    leaves_of = {s.name: [leaf for leaf, _, _ in s.leaves()] for s in config.sources}
-    fixed = {src: w for src, w in config.fixed_weights().items() if leaves_of.get(src) == [src]}
-    grouped = sorted(set(config.fixed_weights()) - set(fixed))
-    if grouped:
-        logger.warning(
-            "fixed weights of sources with topics (%s) constrain the sampled swarm only: the proposal fixes weights "
-            "per leaf, so pass --fixed-weight per topic to `olmix fit` to pin them there",
-            ", ".join(grouped),
-        )
-    return {
-        "metrics": config.fit.metrics,
-        "objective": config.fit.objective,
-        "maximize": list(config.fit.maximize),
-        "regression_type": config.fit.regression_type,
-        "proposer_type": config.fit.proposer_type,
-        "min_weight_per_domain": config.fit.min_weight_per_domain,
-        "kl_reg": config.fit.kl_reg,
-        "fixed_weights": fixed,
-        "target_tokens": float(config.target_tokens),
-        "repetition_factor": config.fit.repetition_factor or config.leaf_repetition_caps(),
-        "seed": config.seed,
-    }
+def fit_options(config: ExperimentConfig) -> FitOptions:
+    """`config.fit` with the swarm's own token caps, fixed weights and seed (`olmix_core.fit.options`)."""
+    return options_from_experiment(config)
 
 
-def fit_id_for(ratios_csv: str, metrics_csv: str, options: dict[str, Any]) -> str:
+def fit_id_for(ratios_csv: str, metrics_csv: str, options: FitOptions) -> str:
     """Same tables and options, same fit id: a re-run reuses the fit folder (and its verify run)."""
-    payload = ratios_csv + "\0" + metrics_csv + "\0" + json.dumps(options, sort_keys=True, default=str)
+    payload = ratios_csv + "\0" + metrics_csv + "\0" + json.dumps(options.model_dump(mode="json"), sort_keys=True)
     return "fit-" + hashlib.sha256(payload.encode()).hexdigest()[:8]
 
 
@@ -89,9 +69,9 @@ def _priors(swarm: SwarmStore) -> dict[str, Any]:
 
 
 def fit(config: ExperimentConfig, swarm: SwarmStore) -> FitSummary:
-    """One model per metric (config `fit.regression_type`, cross-validated) on the store's results/ tables, saved
+    """One model per metric or task family (config `fit.regression`, cross-validated) on the store's results/ tables, saved
     with its report and plots in `fits/{fit id}/`."""
-    from olmix_core.fit import FitOptions, run_fit
+    from olmix_core.fit import run_fit
 
     tables = {name: swarm.store.read_text(swarm.results_key(name)) for name in TABLES}
     options = fit_options(config)
@@ -99,7 +79,7 @@ def fit(config: ExperimentConfig, swarm: SwarmStore) -> FitSummary:
     for name, text in tables.items():
         swarm.store.write_text(swarm.fit_key(fit_id, name), text)
     result = run_fit(swarm.url("fits", fit_id, "ratios.csv"), swarm.url("fits", fit_id, "metrics.csv"), swarm.url("fits", fit_id),
-                     FitOptions(**options, fit_only=True), priors=_priors(swarm))
+                     options.fitting_only(), priors=_priors(swarm))
     report = result.report  # JSON-safe: NaN scores are None
     cv = {m: info["cv"] for m, info in report["metrics"].items()}
     chosen = {m: info["chosen"] for m, info in report["metrics"].items()}

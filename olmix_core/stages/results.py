@@ -55,5 +55,5 @@ def tables_digest(swarm: SwarmStore) -> str:
 def pull(config: ExperimentConfig, swarm: SwarmStore, source: str, output_dir: str | None = None) -> Pulled:
     """Pull the swarm's `source` results (local | wandb | dashboard) for the config's fit metrics into the store's
     results/ (and `output_dir`); incremental: runs already pulled and unchanged are not read again."""
-    report = pull_results(config, swarm, source=source, output_dir=output_dir, metrics=config.fit.metrics)
+    report = pull_results(config, swarm, source=source, output_dir=output_dir, metrics=config.fit.filtering.metrics)
     return Pulled(report=report, tables_sha256=tables_digest(swarm))

@@ -3,8 +3,8 @@
 `submit_swarm` submits (idempotent by run name; failed, preempted or canceled runs again while they have attempts
 left). `poll` waits with one batched `status()` per round (`olmix_core.launch.wait.poll_group`), resubmitting below
 `max_attempts`, and returns a `PollSummary`. `PollProgress` decides, round by round, what a watcher should show
-(resubmissions, the share finished, new states, whether the status table is due); the Prefect poll task only turns
-its decisions into artifacts and log lines.
+(resubmissions, new states, whether the live view — states and the steps runs reported — is due for an update); the
+Prefect poll task only turns its decisions into artifacts and log lines.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from olmix_core.runspec import RunSpec, RunStatus
 from olmix_core.store import SwarmStore
 
 LAUNCHERS = (*BACKENDS, "inprocess")
-TABLE_EVERY_S = 60.0  # a new run status table while polling, when states changed, at most this often
+SHOW_EVERY_S = 3.0  # the live view of the runs (states, steps) is updated at most this often while polling
 
 Statuses = dict[str, RunStatus]
 
@@ -175,37 +175,24 @@ def state_counts(statuses: Statuses) -> str:
     return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
-def status_rows(statuses: Statuses) -> list[dict[str, Any]]:
-    """One row per run for a status table (the UI's run status artifact)."""
-    return [
-        {
-            "run": name, "state": st.state.value, "attempts": st.attempts, "job": st.job_id or "",
-            "beaker": st.url or "", "wandb": st.wandb_url or "", "reason": (st.reason or "")[:200],
-        }
-        for name, st in sorted(statuses.items())
-    ]
-
-
 class RoundNews(BaseModel):
     """What changed in one poll round, as far as someone watching cares."""
 
     resubmitted: dict[str, int] = {}  # run -> its new attempt number
-    progress: float | None = None  # the share finished (percent), when it changed
     states: str | None = None  # the runs per state, when any state changed
-    table_due: bool = False  # states changed and the last status table is older than TABLE_EVERY_S
+    show_due: bool = False  # states or reported steps changed, and the live view is older than SHOW_EVERY_S
 
 
 class PollProgress:
     """Remembers what a watcher was last shown, so each round reports only what changed."""
 
-    def __init__(self, total: int, table_every_s: float = TABLE_EVERY_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.total = total
-        self.table_every_s = table_every_s
+    def __init__(self, show_every_s: float = SHOW_EVERY_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.show_every_s = show_every_s
         self.clock = clock
-        self.progress = -1.0
         self.states: dict[str, str] = {}
         self.attempts: dict[str, int] = {}
-        self.table_at = clock()
+        self.shown: dict[str, tuple[str, int | None]] = {}
+        self.shown_at = -float("inf")
         self.last: Statuses | None = None  # the statuses of the latest round
 
     def observe(self, statuses: Statuses, unfinished: list[str]) -> RoundNews:
@@ -215,14 +202,12 @@ class PollProgress:
             if st.attempts > self.attempts.get(name, st.attempts):
                 news.resubmitted[name] = st.attempts
             self.attempts[name] = st.attempts
-        progress = round(100.0 * (self.total - len(unfinished)) / max(1, self.total), 1)
-        if progress != self.progress:
-            news.progress = self.progress = progress
         states = {n: s.state.value for n, s in statuses.items()}
         if states != self.states:
             self.states = states
             news.states = state_counts(statuses)
-            if self.clock() - self.table_at > self.table_every_s:
-                news.table_due = True
-                self.table_at = self.clock()
+        view = {n: (s.state.value, s.progress.step if s.progress else None) for n, s in statuses.items()}
+        if view != self.shown and self.clock() - self.shown_at >= self.show_every_s:
+            news.show_due = True
+            self.shown, self.shown_at = view, self.clock()
         return news

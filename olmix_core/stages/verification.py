@@ -51,11 +51,9 @@ class VerifyResult(BaseModel):
 def objective_values(config: ExperimentConfig, metrics: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, str, list[str]]:
     """The fit's objective (lower is better; maximised metrics enter negated) for each row of `metrics`, computed
     from actual values exactly as `run_fit` computes it from predictions. Returns (values, label, metrics used)."""
-    from olmix_core.fit import build_objective
+    from olmix_core.fit.families import observed_objective
 
-    used = config.fit.metrics or columns
-    objective = build_objective(used, np.full(1, 1.0), objective=config.fit.objective, maximize=config.fit.maximize)
-    return objective.from_predictions(metrics[objective.metrics].to_numpy(float)), objective.label, objective.metrics
+    return observed_objective(config.fit, metrics, columns)
 
 
 def verify(

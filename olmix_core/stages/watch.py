@@ -50,16 +50,22 @@ def open_swarms(storage_root: str) -> list[tuple[SwarmStore, SwarmMetadata]]:
     return out
 
 
+def eval_location(config: ExperimentConfig, swarm: SwarmStore, source: str) -> str | None:
+    """The URL listed for a swarm's eval results (None for sources not watched here: WandB)."""
+    if source == "dashboard":
+        return f"{results_prefix(config)}/{dashboard_name(swarm.group_id)}"
+    if source == "local":
+        return swarm.url("runs")
+    return None
+
+
 def eval_results(config: ExperimentConfig, swarm: SwarmStore, source: str, skip: set[str]) -> dict[str, str]:
     """{result file: change marker} at the swarm's eval location (one listing); {} for sources not watched."""
-    if source == "dashboard":
-        fs, base = open_fs(f"{results_prefix(config)}/{dashboard_name(swarm.group_id)}")
-        wanted = DASHBOARD_FILE
-    elif source == "local":
-        fs, base = swarm.store.fs, swarm.store.path(swarm.key("runs"))
-        wanted = "result.json"
-    else:
+    location = eval_location(config, swarm, source)
+    if location is None:
         return {}
+    fs, base = open_fs(location)
+    wanted = DASHBOARD_FILE if source == "dashboard" else "result.json"
     fs.invalidate_cache(base)
     try:
         found = fs.find(base, detail=True)
@@ -85,22 +91,38 @@ class Landed(BaseModel):
     fingerprint: str
 
 
-def landed_results(storage_root: str, group_ids: list[str] | None = None) -> list[tuple[SwarmStore, Landed]]:
-    """Every open swarm (or those in `group_ids`) whose eval results changed since `mark_seen` last recorded them."""
+class EvalCheck(BaseModel):
+    """What one check of one open swarm found: where it looked, how many results, and whether they are new."""
+
+    source: str
+    location: str | None  # None: a source not watched here (WandB; the cron re-fit covers it)
+    results: int = 0
+    landed: Landed | None = None  # set when the results changed since the last `mark_seen`
+
+
+def check_swarms(storage_root: str, group_ids: list[str] | None = None) -> list[tuple[SwarmStore, EvalCheck]]:
+    """One check of every open swarm under `storage_root` (or those in `group_ids`)."""
     out = []
     for swarm, meta in open_swarms(storage_root):
         if group_ids and swarm.group_id not in group_ids:
             continue
         source = meta.orchestration.results_source or "local"
         config = ExperimentConfig.from_yaml(swarm.url(SwarmStore.CONFIG))
+        location = eval_location(config, swarm, source)
         files = eval_results(config, swarm, source, skip=set(meta.verify_runs))
         marker = hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
         seen = meta.orchestration.watch.fingerprint if meta.orchestration.watch else None
-        if not files or marker == seen:
-            continue
-        out.append((swarm, Landed(group_id=swarm.group_id, name=swarm.name, config=swarm.url(SwarmStore.CONFIG),
-                                  storage_root=swarm.store.root_url, source=source, results=len(files), fingerprint=marker)))
+        check = EvalCheck(source=source, location=location, results=len(files))
+        if files and marker != seen:
+            check.landed = Landed(group_id=swarm.group_id, name=swarm.name, config=swarm.url(SwarmStore.CONFIG),
+                                  storage_root=swarm.store.root_url, source=source, results=len(files), fingerprint=marker)
+        out.append((swarm, check))
     return out
+
+
+def landed_results(storage_root: str, group_ids: list[str] | None = None) -> list[tuple[SwarmStore, Landed]]:
+    """Every open swarm (or those in `group_ids`) whose eval results changed since `mark_seen` last recorded them."""
+    return [(swarm, check.landed) for swarm, check in check_swarms(storage_root, group_ids) if check.landed is not None]
 
 
 def mark_seen(swarm: SwarmStore, landed: Landed) -> None:

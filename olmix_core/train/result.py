@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from olmix_core.errors import ArtifactCorrupt, ArtifactMissing, OlmixError
-from olmix_core.runspec import RunSpec, RunState, RunStatus, now_iso
+from olmix_core.runspec import RunProgress, RunSpec, RunState, RunStatus, now_iso
 from olmix_core.store import ArtifactStore
 
 EVAL_METRIC_RE = re.compile(r"^eval/lm/(?P<label>.+)/CE loss$")
@@ -44,6 +44,16 @@ def update_status(spec: RunSpec, state: RunState, reason: str | None = None, **e
     if wandb_url:
         status.wandb_url = wandb_url
     status.extra = {**status.extra, **{k: v for k, v in extra.items() if v is not None}}
+    store, key = _split(spec.status_url)
+    store.write_json(key, status.model_dump(mode="json"))
+    return status
+
+
+def report_progress(spec: RunSpec, progress: RunProgress) -> RunStatus:
+    """Record how far training got (read-modify-write, like every status update: the launcher's fields stay)."""
+    status = read_status(spec)
+    status.progress = progress
+    status.updated = now_iso()
     store, key = _split(spec.status_url)
     store.write_json(key, status.model_dump(mode="json"))
     return status

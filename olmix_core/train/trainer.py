@@ -28,7 +28,7 @@ from olmo_core.train.train_module import (
 )
 
 from olmix_core.errors import ConfigError
-from olmix_core.runspec import RunSpec
+from olmix_core.runspec import RunProgress, RunSpec
 from olmix_core.store import open_fs
 from olmix_core.train import result as results
 from olmix_core.train.data import (
@@ -56,6 +56,44 @@ class MetricsCollector(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.latest.update(state_dict.get("latest", {}))
+
+
+@dataclass
+class ProgressReporter(Callback):
+    """Step and train loss into the run's status.json as it trains (at most every `every_s`, and at the end), so
+    `olmix launch status` and the Prefect UI show real progress for local and Beaker runs alike. Rank 0 only."""
+
+    spec: RunSpec | None = None
+    total_steps: int = 0
+    every_s: float = 5.0
+    _start_step: int = 0
+    _started: float = 0.0
+    _last: float = -float("inf")
+    _loss: float | None = None
+
+    def pre_train(self) -> None:
+        self._start_step, self._started = self.step, time.monotonic()
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        if results.TRAIN_LOSS_METRIC in metrics:
+            self._loss = float(metrics[results.TRAIN_LOSS_METRIC])
+        if time.monotonic() - self._last >= self.every_s:
+            self._report(step)
+
+    def post_train(self) -> None:
+        self._report(self.step)
+
+    def _report(self, step: int) -> None:
+        if self.spec is None or get_rank() != 0:
+            return
+        self._last = time.monotonic()
+        try:
+            results.report_progress(self.spec, RunProgress(
+                step=step, total_steps=self.total_steps, start_step=min(self._start_step, step), train_loss=self._loss,
+                elapsed_s=round(time.monotonic() - self._started, 2),
+            ))
+        except Exception as e:  # the store being briefly unreachable must not stop training; the next report retries
+            print(f"olmix: could not record progress at step {step}: {e}", flush=True)
 
 
 @dataclass
@@ -155,6 +193,7 @@ def build_trainer(spec: RunSpec, batch: Batching, tokenizer: TokenizerConfig, wo
     cfg.add_callback("console_logger", ConsoleLoggerCallback(metrics_log_interval=log_every))
     cfg.add_callback("config_saver", ConfigSaverCallback())
     cfg.add_callback("olmix_metrics", MetricsCollector())
+    cfg.add_callback("olmix_progress", ProgressReporter(spec=spec, total_steps=batch.steps))
     evaluator = build_lm_evaluator(spec, tokenizer, batch.steps, work_dir)
     if evaluator is not None:
         cfg.add_callback("lm_evaluator", evaluator)  # type: ignore[arg-type]

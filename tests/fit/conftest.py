@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -56,3 +58,21 @@ def regmix_files(tmp_path, swarm):
     pd.DataFrame({"index": idx, **{f"train_{d}": X[:, i] for i, d in enumerate(DOMAINS)}}).to_csv(r, index=False)
     pd.DataFrame({"index": idx, **{f"metric/{k}": Y[:, j] for j, k in enumerate(METRICS)}}).to_csv(m, index=False)
     return r, m
+
+
+def _shared_benchmarks() -> Path:
+    """`shared/benchmarks/` as published: $OLMIX_SHARED_BENCHMARKS, else the first `shared/benchmarks` found
+    walking up from the repo root (the repo's sibling `../shared` in CI, `/work/shared` from a worktree)."""
+    env = os.environ.get("OLMIX_SHARED_BENCHMARKS")
+    if env:
+        return Path(env)
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "shared" / "benchmarks" / "olmix").is_dir():
+            return parent / "shared" / "benchmarks"
+    raise FileNotFoundError("no shared/benchmarks/ above the repo; set OLMIX_SHARED_BENCHMARKS")
+
+
+@pytest.fixture(scope="session")
+def published() -> Path:
+    """The published benchmark folder (read-only): olmix/ (Ai2's DCLM swarm and fit configs), regmix/."""
+    return _shared_benchmarks()

@@ -175,9 +175,12 @@ def test_auto_fit_with_maximize_and_weights(swarm_files, tmp_path):
         (["--objective", "loss/web", "--opt-avg-metric"], "alternatives"),
         (
             ["--proposer-type", "exact", "--regression-type", "gp"],
-            "--proposer-type exact needs --regression-type log_linear",
+            "--proposer-type: exact needs --regression-type log_linear",
         ),
-        (["--folds", "1"], "folds: Value error, folds must be >= 2"),
+        (["--folds", "1"], "--folds: must be >= 2"),
+        (["--seed", "-5"], "--seed: must be >= 0"),
+        (["--kl-reg", "-1"], "--kl-reg: value must be >= 0"),
+        (["--make-worst-mix", "--proposer-type", "exact"], "--make-worst-mix: the exact proposer only minimises"),
         (["--target-tokens", "lots"], "'lots' is not a number"),
     ],
 )

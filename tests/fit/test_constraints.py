@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from olmix_core.errors import DataError, InfeasibleError
-from olmix_core.fit.constraints import Constraints, project_rows, repair, repair_rows, resolve_bounds
+from olmix_core.fit.constraints import project_rows, repair, repair_rows, resolve_bounds
+from olmix_core.fit.options import ConstraintsOptions as Constraints
 
 DOMS = ["a", "b:x", "c", "d", "e"]
 
@@ -42,17 +43,17 @@ def test_per_domain_repetition():
 @pytest.mark.parametrize(
     "constraints, tokens, message",
     [
-        (dict(fixed_weights={"a": 0.7, "c": 0.5}), None, "--fixed-weight values sum to 1.2 > 1"),
+        (dict(fixed_weights={"a": 0.7, "c": 0.5}), None, "fit.constraints.fixed_weights values sum to 1.2 > 1"),
         (dict(fixed_weights=dict.fromkeys(DOMS, 0.1)), None, "every domain is fixed"),
         (
             dict(fixed_weights={"a": 0.02}, min_weight_per_domain=0.05),
             None,
-            "--fixed-weight a=0.02 is below --min-weight-per-domain",
+            "fit.constraints.fixed_weights a=0.02 is below fit.constraints.min_weight_per_domain",
         ),
         (
             dict(fixed_weights={"a": 0.5}, target_tokens=100.0),
             {"a": 10.0},
-            "--fixed-weight a=0.5 exceeds its token cap 0.1",
+            "fit.constraints.fixed_weights a=0.5 exceeds its token cap 0.1",
         ),
         (dict(target_tokens=100.0), dict.fromkeys(DOMS, 10.0), "token caps: the free domains can take at most 0.5"),
         (dict(fixed_weights={"a": 0.97}, min_weight_per_domain=0.05), None, "leave 0.03 for the other domains"),
@@ -64,7 +65,7 @@ def test_per_domain_repetition():
         (
             dict(target_tokens=100.0, min_weight_per_domain=0.3),
             {"a": 30.0, "b:x": 30.0, "c": 35.0, "d": 5.0, "e": 5.0},
-            "capped below --min-weight-per-domain (so 0): ['d', 'e']",
+            "capped below fit.constraints.min_weight_per_domain (so 0): ['d', 'e']",
         ),
     ],
 )
@@ -79,7 +80,7 @@ def test_infeasible_constraints_are_named(constraints, tokens, message):
 def test_bad_constraint_input():
     with pytest.raises(DataError, match="'zz' is not a domain"):
         resolve_bounds(Constraints(fixed_weights={"zz": 0.1}), DOMS)
-    with pytest.raises(DataError, match="--target-tokens needs token_counts"):
+    with pytest.raises(DataError, match="fit.constraints.target_tokens needs token_counts"):
         resolve_bounds(Constraints(target_tokens=1e9), DOMS)
     with pytest.raises(ValueError, match="min_weight_per_domain"):
         Constraints(min_weight_per_domain=1.5)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from olmix_core.errors import InfeasibleError, OlmixError
-from olmix_core.fit.constraints import Constraints, resolve_bounds
+from olmix_core.fit.constraints import resolve_bounds
 from olmix_core.fit.fitting import fit_models
 from olmix_core.fit.objective import build_objective
+from olmix_core.fit.options import ConstraintsOptions as Constraints
 from olmix_core.fit.proposers import Problem, exact_possible, propose
 from olmix_core.fit.synthetic import make_law, make_swarm, regret
 from olmix_core.fit.tables import SwarmTable
@@ -31,11 +32,11 @@ def dml_swarm(prior):
 
 
 def _problem(
-    table, models, prior, constraints=None, tokens=None, reference=None, tol=0.0, uncertainty=0.0, **objective
+    table, models, prior, constraints=None, tokens=None, reference=None, tol=0.0, uncertainty=0.0, kl_reg=0.0, **objective
 ):
     c = constraints or Constraints()
     bounds = resolve_bounds(c, table.domains, tokens)
-    obj = build_objective(table.metrics, prior, kl_reg=c.kl_reg, **objective)
+    obj = build_objective(table.metrics, prior, kl_reg=kl_reg, **objective)
     maximize = tuple(objective.get("maximize", ()))
     return Problem(
         models, obj, bounds, prior, reference, tol, maximize, table.X, table.Y, seed=0, uncertainty=uncertainty
@@ -71,7 +72,7 @@ def test_constraints_hold_exactly(proposer, cset, dml_swarm, prior):
         elif c.min_weight_per_domain:
             assert x[i] == 0 or x[i] >= c.min_weight_per_domain
         if c.target_tokens:
-            rep = c.repetition_factor
+            rep = 1.0 if c.repetition_factor is None else c.repetition_factor  # unset: 1
             assert x[i] * c.target_tokens <= tokens[d] * rep
     assert np.isfinite(p.objective)
 
@@ -130,7 +131,7 @@ def test_pareto_infeasible_names_reference(dml_swarm, prior):
     j = int(np.argmax(reference))
     tokens = {d: (1e10 if i != j else 0.5 * reference[j] * 1e10) for i, d in enumerate(DOMAINS)}
     problem = _problem(table, models, prior, Constraints(target_tokens=1e10), tokens, reference=reference, tol=0.0)
-    with pytest.raises(InfeasibleError, match="--reference"):
+    with pytest.raises(InfeasibleError, match="fit.constraints.reference"):
         propose(problem, "general", num_starts=1)
 
 
@@ -138,7 +139,7 @@ def test_kl_regularisation_pulls_toward_prior(dml_swarm, prior):
     _, table, models = dml_swarm
     free = propose(_problem(table, models, prior), "exact").x
     for name in ("exact", "general"):
-        tied = propose(_problem(table, models, prior, Constraints(kl_reg=100.0)), name).x
+        tied = propose(_problem(table, models, prior, kl_reg=100.0), name).x
         assert np.abs(tied - prior).sum() < 0.05 < np.abs(free - prior).sum()
 
 

@@ -137,3 +137,41 @@ def test_reference_mixture_formats(tmp_path):
         load_mixture({"zz": 1.0}, doms)
     with pytest.raises(DataError, match="sum to 0.5"):
         load_mixture({"a": 0.5}, doms)
+
+
+def test_leading_unnamed_index_column_is_metadata_in_both_files(tmp_path):
+    """Ai2's published layout: `,run,name,index,...` (a pandas index written without a name)."""
+    (tmp_path / "r.csv").write_text(",run,name,index,a,b\n0,x,nx,0,0.5,0.5\n1,y,ny,1,0.2,0.8\n2,z,nz,2,1,0\n")
+    (tmp_path / "m.csv").write_text(",run,name,index,loss\n0,z,nz,2,3.0\n1,x,nx,0,1.0\n2,y,ny,1,2.0\n")
+    t = load_tables(tmp_path / "r.csv", tmp_path / "m.csv")
+    assert t.domains == ["a", "b"] and t.metrics == ["loss"] and t.id_column == "run"
+    assert t.ids == ["x", "y", "z"] and t.names == ["nx", "ny", "nz"] and t.Y[:, 0].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_duplicate_column_names_are_named_not_renamed(tmp_path):
+    r, m = _write(tmp_path, "index,a,b,a\n1,0.2,0.6,0.2\n2,0.5,0.3,0.2\n3,0.4,0.4,0.2\n",
+                  "index,loss,loss,acc\n1,1,1,1\n2,2,2,2\n3,3,3,4\n")
+    with pytest.raises(DataError, match=r"r\.csv: duplicate column name\(s\) \['a'\]"):
+        load_tables(r, m)
+    _write(tmp_path, "index,a,b\n1,0.5,0.5\n2,0.2,0.8\n3,1,0\n", "index,loss,loss,acc\n1,1,1,1\n2,2,2,2\n3,3,3,4\n")
+    with pytest.raises(DataError, match=r"m\.csv: duplicate column name\(s\) \['loss'\]"):
+        load_tables(r, m)
+
+
+def test_ids_that_do_not_join_are_counted_before_too_few_runs(tmp_path):
+    from olmix_core.fit import run_fit
+
+    rows = "\n".join(f"{i},{0.5},{0.5}" for i in range(10))
+    r, m = _write(tmp_path, f"run,a,b\n{rows}\n", "run,loss\n" + "\n".join(f"{i:02d},{i}" for i in range(10)) + "\n")
+    with pytest.raises(DataError) as e:  # 0..9 vs 00..09
+        load_tables(r, m)
+    assert "10 of 10 row(s) of" in str(e.value) and "found no partner" in str(e.value) and "'00'" in str(e.value)
+    # only 9, 10, 11 join: the count of rows without a partner comes before the regressor's "too few runs"
+    ratios = "run,a,b\n" + "\n".join(f"{i},{i / 12},{1 - i / 12}" for i in range(12)) + "\n"
+    metrics = "run,loss\n" + "\n".join(f"{i if i >= 9 else f'{i:02d}'},{i}" for i in range(12)) + "\n"
+    r, m = _write(tmp_path, ratios, metrics)
+    with pytest.raises(DataError) as e:
+        run_fit(r, m, tmp_path / "o", {"regression": {"type": "log_linear", "n_jobs": 1}, "plots": False})
+    msg = str(e.value)
+    assert msg.index("9 of 12 row(s)") < msg.index("needs at least"), msg
+    assert not (tmp_path / "o").exists()

@@ -10,8 +10,8 @@ import os
 import sys
 import time
 
-from olmix_core.runspec import read_run_spec
-from olmix_core.train.result import mark_running, write_result
+from olmix_core.runspec import RunProgress, read_run_spec
+from olmix_core.train.result import mark_running, report_progress, write_result
 
 
 def main() -> int:
@@ -25,6 +25,7 @@ def main() -> int:
     if spec.run_name in os.environ.get("FAKE_TRAIN_FAIL", "").split(","):
         print(f"fake failure in {spec.run_name}", flush=True)
         return 3
+    report_progress(spec, RunProgress(step=10, total_steps=10, train_loss=2.5, elapsed_s=round(time.time() - started, 3)))
     weights = spec.weights()
     record = {
         "run": spec.run_name,

@@ -105,6 +105,9 @@ def test_run_wait_status_cancel_roundtrip(tmp_path, fake_cli):
     assert {v["state"] for v in states.values()} == {"succeeded"} and set(states) == set(meta.run_names)
     table = runner.invoke(cli, ["launch", "status", "--group-id", swarm.group_id, "--config", path])
     assert "2 runs: 2 succeeded" in table.output
+    # the step and loss each run reported, kept by the supervisor's final status
+    assert table.output.splitlines()[0].split()[:5] == ["run", "state", "attempts", "step", "loss"]
+    assert all(" 10/10 " in line and " 2.5000 " in line for line in table.output.splitlines()[2:4]), table.output
 
     # cancelling a finished group changes nothing; re-running it submits nothing
     c = runner.invoke(cli, ["launch", "cancel", "--group-id", swarm.group_id, "--config", path])

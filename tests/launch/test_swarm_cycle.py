@@ -83,12 +83,13 @@ def test_fit_options_carry_the_configs_caps_and_objective(tmp_path):
                                     {"name": "code", "paths": ["/c"]}],
                            priors={"token_counts": {"wiki": 10**6, "code": 10**6}}, fit={"objective": OBJECTIVE, "maximize": []})
     opts = fit_options(config)
-    assert opts["repetition_factor"] == {"wiki": 2.0, "code": 1.0}
-    assert opts["fixed_weights"] == {"code": 0.1}
-    assert opts["target_tokens"] == config.target_tokens and opts["objective"] == OBJECTIVE
+    assert opts.constraints.repetition_factor == {"wiki": 2.0, "code": 1.0}
+    assert opts.constraints.fixed_weights == {"code": 0.1}
+    assert opts.constraints.target_tokens == config.target_tokens and opts.filtering.objective == OBJECTIVE
+    assert opts.seed == config.seed
     from olmix_core.fit import FitOptions
 
-    FitOptions.from_dict(opts)  # every key is a FitOptions field
+    assert FitOptions.from_dict(opts.model_dump(mode="json")) == opts  # a plain FitOptions, round-trips
 
 
 def test_fixed_weight_of_a_source_with_topics_is_not_silently_dropped(tmp_path, caplog):
@@ -98,7 +99,7 @@ def test_fixed_weight_of_a_source_with_topics_is_not_silently_dropped(tmp_path, 
                            priors={"token_counts": {"wiki": 10**6, "web:x": 10**6, "web:y": 10**6}})
     with caplog.at_level("WARNING", logger="olmix_core.stages.fits"):
         opts = fit_options(config)
-    assert opts["fixed_weights"] == {}
+    assert opts.constraints.fixed_weights == {}
     assert "web" in caplog.text and "--fixed-weight" in caplog.text
 
 

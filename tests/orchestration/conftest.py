@@ -30,3 +30,12 @@ def prefect_api():
         with prefect_test_harness(server_startup_timeout=120):
             yield str(PREFECT_API_URL.value())
 
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """`prefect server start` on a free port + `make serve` (deployments.serve) against it, for the slow tests."""
+    from tests.orchestration._server import prefect_served
+
+    with prefect_served(tmp_path_factory.mktemp("served")) as s:
+        yield s

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
 from flows.swarm import swarm
 from olmix_core.config import ExperimentConfig
@@ -71,6 +73,21 @@ def test_swarm_end_to_end_with_preemptions(tmp_path):
     assert float(arts[f"olmix-{gid}-progress"].data) == 100.0
     runs_table = json.loads(arts[f"olmix-{gid}-runs"].data)
     assert {row["run"] for row in runs_table} >= set(swarm_runs) and all(row["state"] == "succeeded" for row in runs_table)
+    assert [row["purpose"] for row in runs_table].count("verify") == 1 and len(runs_table) == 13  # the verify run too
+    for row in runs_table:  # simulated steps and loss, where each run's folder and log are
+        assert row["step"] == "100/100" and float(row["train loss"]) > 0 and row["elapsed"]
+        assert row["folder"] == swarm_store.url("runs", row["run"]) and row["log"].endswith(f"runs/{row['run']}/train.log")
+    assert {row["attempt"] for row in runs_table if row["run"] in resubmitted} == {2}
+    # live artifacts are updated in place: one card per key in this flow run, not one per poll
+    with get_client(sync_client=True) as client:
+        for what in ("summary", "runs", "progress"):
+            versions = client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"olmix-{gid}-{what}"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            assert len(versions) == 1, what
+    summary = arts[f"olmix-{gid}-summary"].data
+    assert "**Stage: done**" in summary and "13 succeeded" in summary
+    plots = re.findall(r"!\[([^\]]+)\]\(data:image/png;base64,", summary)  # embedded: the UI renders data: images
+    assert "plots/proposed_vs_prior" in plots and len(plots) >= 2, plots
     proposal_table = json.loads(arts[f"olmix-{gid}-proposal"].data)
     assert {row["leaf"] for row in proposal_table} == set(ExperimentConfig.from_dict(cfg).leaf_names())
     assert "verified" in arts[f"olmix-{gid}-summary"].data and out["fit_id"] in arts[f"olmix-{gid}-summary"].data
@@ -130,6 +147,12 @@ def test_poll_timeout_is_a_clear_failed_state_without_retries(tmp_path):
     poll = task_runs(state.state_details.flow_run_id, expect=("poll",))["poll test-swarm/0000000b"]
     assert poll.state.is_failed() and poll.run_count == 1
     assert "4 of 4 runs unfinished after 0s" in poll.state.message and "group_id=0000000b" in poll.state.message
+    # the flow's final state says how to resume, and so does the summary
+    stored_config = SwarmStore.open(str(tmp_path / "store"), "test-swarm", "0000000b").url("config.yaml")
+    assert f"prefect deployment run olmix/swarm --param group_id=0000000b --param config={stored_config}" in state.message
+    assert f"olmix swarm --config {stored_config} --group-id 0000000b" in state.message
+    summary = artifacts(["olmix-0000000b-summary"])["olmix-0000000b-summary"].data
+    assert "**Stage: failed**" in summary and "PollTimeout" in summary and "--param group_id=0000000b" in summary
 
 
 def test_bad_config_fails_at_once(tmp_path):

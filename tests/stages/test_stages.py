@@ -12,7 +12,7 @@ from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError
 from olmix_core.fit.predicted import read_predicted
 from olmix_core.launch.inprocess import InProcessLauncher, InProcessOptions, submission_log
-from olmix_core.runspec import RunState, RunStatus
+from olmix_core.runspec import RunProgress, RunState, RunStatus
 from olmix_core.stages.runs import PollProgress
 from olmix_core.stages.watch import landed_results, mark_seen
 from olmix_core.store import SwarmStore
@@ -145,17 +145,19 @@ def _st(name, state, attempts=1):
 
 def test_poll_progress_reports_only_what_changed():
     now = [0.0]
-    watch = PollProgress(2, table_every_s=60.0, clock=lambda: now[0])
+    watch = PollProgress(show_every_s=3.0, clock=lambda: now[0])
     first = watch.observe({"a": _st("a", RunState.running), "b": _st("b", RunState.submitted)}, ["a", "b"])
-    assert first.progress == 0.0 and first.states == "1 running, 1 submitted" and not first.table_due and first.resubmitted == {}
+    assert first.states == "1 running, 1 submitted" and first.show_due and first.resubmitted == {}
     same = watch.observe({"a": _st("a", RunState.running), "b": _st("b", RunState.submitted)}, ["a", "b"])
-    assert same.progress is None and same.states is None
-    now[0] = 61.0
+    assert same.states is None and not same.show_due
+    now[0] = 1.0  # a run reported steps, but the view was shown 1 s ago
+    stepped = {"a": _st("a", RunState.running).model_copy(update={"progress": RunProgress(step=5, total_steps=10)}),
+               "b": _st("b", RunState.submitted)}
+    assert not watch.observe(stepped, ["a", "b"]).show_due
+    now[0] = 4.0
+    assert watch.observe(stepped, ["a", "b"]).show_due  # steps changed since the last view: due now
     news = watch.observe({"a": _st("a", RunState.succeeded), "b": _st("b", RunState.submitted, attempts=2)}, ["b"])
-    assert news.progress == 50.0 and news.table_due and news.resubmitted == {"b": 2}
-    now[0] = 70.0
-    later = watch.observe({"a": _st("a", RunState.succeeded), "b": _st("b", RunState.succeeded, attempts=2)}, [])
-    assert later.progress == 100.0 and later.states == "2 succeeded" and not later.table_due  # a table 9 s ago
+    assert news.states == "1 submitted, 1 succeeded" and not news.show_due and news.resubmitted == {"b": 2}
 
 
 def test_watch_reports_new_results_once(tmp_path):

@@ -63,6 +63,9 @@ def test_tiny_run_writes_result_and_status_then_resumes_bit_exactly(demo_dir, tm
     assert saved["model"]["d_model"] == 64 and saved["dataset"]["tokenizer"]["vocab_size"] == 258
     status = RunStatus.model_validate(_read(spec.status_url))
     assert status.state == RunState.succeeded and (status.attempts, status.job_id) == (1, "777")
+    p = status.progress  # reported by the run as it trained, kept by the final status update
+    assert (p.step, p.total_steps, p.start_step) == (6, 6, 0) and p.train_loss == pytest.approx(result["metrics"]["train/CE loss"])
+    assert p.elapsed_s > 0 and p.steps_per_s > 0
     assert list((tmp_path / "work").rglob("offline-run-*")), "no offline WandB run was written"
 
     # 2. lose the last checkpoint and the result: the restart resumes from step 3 and ends where run 1 did
@@ -74,6 +77,8 @@ def test_tiny_run_writes_result_and_status_then_resumes_bit_exactly(demo_dir, tm
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = _read(spec.result_url)
     assert resumed["resumed_from_step"] == 3 and resumed["steps"] == 6 and resumed["tokens_seen"] == 6 * 1024
+    p = RunStatus.model_validate(_read(spec.status_url)).progress
+    assert (p.step, p.total_steps, p.start_step) == (6, 6, 3)
     for name, value in result["metrics"].items():
         assert resumed["metrics"][name] == pytest.approx(value, abs=1e-5), name
 
