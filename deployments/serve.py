@@ -54,7 +54,7 @@ def ui_mismatch(url: str, timeout: float = 2.0) -> str | None:
             ui_api = json.loads(r.read()).get("api_url")
     except (OSError, ValueError):
         return None
-    if not ui_api or ui_api.rstrip("/") == url.rstrip("/"):
+    if not ui_api or urllib.parse.urlsplit(ui_api).port == parts.port:  # localhost vs 127.0.0.1 is no mismatch
         return None
     return (f"warning: the Prefect UI at {parts.scheme}://{parts.netloc} asks the API at {ui_api}, not {url}, so it will not "
             f"show these runs. Restart the server with `make server PREFECT_PORT={parts.port}` "

@@ -49,6 +49,14 @@ def checkpoint_dirs(config: ExperimentConfig, group_id: str, runs: Sequence[str]
     return {r: f"{root}/{r}" for r in runs}
 
 
+def uses_beaker_user(config: ExperimentConfig) -> bool:
+    """Whether the checkpoint folders (and so the eval script) depend on the Beaker user."""
+    kind = cluster_kind(config)
+    if kind in config.checkpoint_roots:
+        return "{user}" in config.checkpoint_roots[kind]
+    return not config.training.checkpoint_root and kind != "local" and "{user}" in DEFAULT_CHECKPOINT_ROOTS[kind]
+
+
 def _with_user(root: str, user: str | None, what: str) -> str:
     root = root.rstrip("/")
     if "{user}" not in root:

@@ -7,22 +7,73 @@ that looks right and is not.
 from __future__ import annotations
 
 import enum
+import math
 import re
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from olmix_core.errors import ConfigError
 from olmix_core.fit.options import RULE_ERROR, FitOptions
-from olmix_core.names import check_name
+from olmix_core.names import CONTROL_RE, check_name, max_swarm_name_length
 
 DEFAULT_STORAGE_ROOT = ".olmix/store"
+STORE_PROTOCOLS = ("s3", "gs", "gcs", "file")  # storage_root / eval_results_prefix: a local path or one of these
+
+
+def _allows(annotation: Any, kind: type) -> bool:
+    """Whether a field's annotation admits `kind` (through Optional / unions)."""
+    if annotation is kind:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_allows(a, kind) for a in typing.get_args(annotation))
+    return False
+
+
+def _check_values(value: Any, free_text: bool = False) -> None:
+    """Every string (keys included) free of control characters, every float finite; raises ValueError."""
+    if isinstance(value, str):
+        bad = CONTROL_RE.search(value.replace("\n", "").replace("\t", "") if free_text else value)
+        if bad:
+            raise ValueError(f"{value!r} contains a control character ({bad.group()!r}); values reach paths, names and scripts")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number (got {value})")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_values(k)
+            _check_values(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_values(v)
 
 
 class _Strict(BaseModel):
+    """Unknown keys rejected; no YAML `true` taken for a number; no control characters in any string, no NaN or
+    infinity in any number (they would reach a path, a shell script or the optimiser)."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    _free_text: ClassVar[frozenset[str]] = frozenset()  # fields that may hold newlines and tabs (never used in a path or script)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(v, bool) and field is not None and not _allows(field.annotation, bool):
+            if _allows(field.annotation, int) or _allows(field.annotation, float):
+                raise ValueError(f"expected a number, got {v!r} (YAML true/false is not a number)")
+        return v
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _clean_values(cls, v: Any, info: ValidationInfo) -> Any:
+        if not isinstance(v, BaseModel):
+            _check_values(v, free_text=info.field_name in cls._free_text)
+        return v
 
 
 class Priority(str, enum.Enum):
@@ -151,6 +202,108 @@ class TrainingConfig(_Strict):
     wandb: WandbConfig = Field(default_factory=WandbConfig, description="WandB logging.")
     checkpoint_root: str | None = Field(None, description="Where run checkpoints go; default: `{storage_root}/checkpoints`.")
 
+    @field_validator("d_model", "n_layers", "n_heads", "vocab_size", "global_batch_size", "microbatch_size", "checkpoint_interval", "threads_per_run")
+    @classmethod
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"must be > 0 (got {v})")
+        return v
+
+    @field_validator("eos_token_id", "pad_token_id", "weight_decay")
+    @classmethod
+    def _non_negative(cls, v: float | None) -> float | None:
+        if v is not None and v < 0:
+            raise ValueError(f"must be >= 0 (got {v})")
+        return v
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _lr(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"must be > 0 (got {v})")
+        return v
+
+    @field_validator("warmup_fraction")
+    @classmethod
+    def _warmup(cls, v: float) -> float:
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"must be in [0, 1) (got {v})")
+        return v
+
+
+# What `olmix train` builds, checked here so `launch validate`, `launch run` and the trainer share one rule -----------
+TOKENIZERS = ("dolma2", "dolma2_sigdig", "gpt-neox", "gpt_neox", "gpt_neox_olmo_dolma_v1_5", "gpt2")
+DEFAULT_BATCH_SEQUENCES = 16
+TINY_SHAPE = {"d_model": 64, "n_layers": 2, "n_heads": 4}  # ~180k parameters with the demo's 258-token vocabulary
+CUSTOM_MODELS = {"tiny", "custom"}
+_PRESET_RE = re.compile(r"^(olmo2|olmo3)_\d+(\.\d+)?[MB](_v\d+)?$")
+_SEED_ALIAS_RE = re.compile(r"^olmo_(\d+(?:\.\d+)?)([mb])$", re.IGNORECASE)  # the seed's names: olmo_30m, olmo_1b
+
+
+def batch_tokens(training: TrainingConfig, sequence_length: int) -> tuple[int, int]:
+    """(global, micro) batch sizes in tokens; ValueError naming the field when they do not split into sequences."""
+    seq = sequence_length
+    gbs = training.global_batch_size or DEFAULT_BATCH_SEQUENCES * seq
+    mbs = training.microbatch_size or gbs
+    if gbs % seq:
+        raise ValueError(f"training.global_batch_size {gbs} must be a multiple of sequence_length {seq} (it counts tokens)")
+    if mbs % seq or gbs % mbs:
+        raise ValueError(f"training.microbatch_size {mbs} must be a multiple of sequence_length {seq} and divide global_batch_size {gbs}")
+    return gbs, mbs
+
+
+def check_tokenizer(tokenizer: str, training: TrainingConfig) -> None:
+    """A named tokenizer, or `custom` with a vocabulary (`training.vocab_size`, `eos_token_id`) that holds its ids."""
+    t = training
+    if tokenizer == "custom" or t.vocab_size is not None:
+        if t.vocab_size is None or t.eos_token_id is None:
+            raise ValueError("training: a custom tokenizer needs training.vocab_size and training.eos_token_id")
+        pad = t.pad_token_id if t.pad_token_id is not None else t.eos_token_id
+        for field, value in (("eos_token_id", t.eos_token_id), ("pad_token_id", pad)):
+            if not 0 <= value < t.vocab_size:
+                raise ValueError(f"training.{field} {value} is outside the vocabulary (vocab_size {t.vocab_size})")
+    elif tokenizer not in TOKENIZERS:
+        raise ValueError(f"tokenizer {tokenizer!r} is not known; use one of {sorted(TOKENIZERS)} or 'custom'")
+
+
+def preset_spelling(name: str) -> str:
+    """An olmo-core preset name for `name`, accepting the seed's aliases (`olmo_30m` -> `olmo2_30M`); ValueError
+    when it cannot be one (the trainer also checks that olmo-core has it)."""
+    m = _SEED_ALIAS_RE.match(name)
+    if m:
+        name = f"olmo2_{m.group(1)}{m.group(2).upper()}"
+    if not _PRESET_RE.match(name):
+        raise ValueError(f"model {name!r} is not an olmo-core preset (e.g. olmo2_1M, olmo2_14M, olmo2_30M, olmo2_190M, olmo2_1B)")
+    return name
+
+
+def model_choice(training: TrainingConfig, proxy_model_id: str | None) -> tuple[str, dict[str, int]]:
+    """(preset name, {}) or ("custom", shape): `training.model` if a preset; else an explicit shape; else
+    `proxy_model_id`; else the tiny default shape."""
+    t = training
+    shape = {k: v for k, v in (("d_model", t.d_model), ("n_layers", t.n_layers), ("n_heads", t.n_heads)) if v is not None}
+    if t.model is not None and t.model not in CUSTOM_MODELS:
+        return preset_spelling(t.model), {}
+    if t.model is None and not shape and proxy_model_id:
+        return preset_spelling(proxy_model_id), {}
+    shape = {**TINY_SHAPE, **shape}
+    if shape["d_model"] % shape["n_heads"]:
+        raise ValueError(f"training.d_model {shape['d_model']} must be divisible by training.n_heads {shape['n_heads']}")
+    return "custom", shape
+
+
+def check_store_url(value: str, what: str) -> str:
+    """A local path, or a URL of a store fsspec can open here (s3://bucket/..., gs://bucket/...)."""
+    if "://" in value:
+        protocol, _, rest = value.partition("://")
+        if protocol not in STORE_PROTOCOLS:
+            raise ValueError(f"{what} {value!r}: unknown protocol {protocol!r} (use a local path, s3://bucket/prefix or gs://bucket/prefix)")
+        if protocol != "file" and not rest.split("/", 1)[0]:
+            raise ValueError(f"{what} {value!r} has no bucket (use {protocol}://bucket/prefix)")
+    elif not value.strip():
+        raise ValueError(f"{what} is empty")
+    return value
+
 
 class BeakerConfig(_Strict):
     """Beaker jobs: image, user, secrets, clusters."""
@@ -163,6 +316,13 @@ class BeakerConfig(_Strict):
     ))
     clusters: list[str] = Field(default_factory=list, description="Clusters to allow; default: `cluster`.")
     max_submit_workers: int = Field(10, description="Experiments created in parallel.")
+
+    @field_validator("max_submit_workers")
+    @classmethod
+    def _workers(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError(f"must be > 0 (got {v})")
+        return v
 
 
 class OfflineEvalConfig(_Strict):
@@ -302,7 +462,27 @@ class ExperimentConfig(_Strict):
         "Known token counts: skips file listing (output of `olmix priors compute`)."
     ))
 
+    _free_text: ClassVar[frozenset[str]] = frozenset({"description"})
     _name = field_validator("name")(lambda v: check_name(v, "name"))
+
+    @field_validator("storage_root", "eval_results_prefix")
+    @classmethod
+    def _store_url(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return v if v is None else check_store_url(v, info.field_name or "storage_root")
+
+    @field_validator("seed", "gpus")
+    @classmethod
+    def _non_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"must be >= 0 (got {v})")
+        return v
+
+    @field_validator("max_concurrency", "max_attempts", "eval_interval")
+    @classmethod
+    def _positive_opt(cls, v: int | None) -> int | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"must be > 0 (got {v})")
+        return v
 
     @field_validator("variants")
     @classmethod
@@ -397,6 +577,13 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"priors.token_counts: no count for leaves {missing}")
         for label in self.eval_sources:
             check_name(label, "eval_sources label")
+        longest = max_swarm_name_length(self.variants)
+        if len(self.name) > longest:
+            raise ValueError(f"name: {len(self.name)} characters; with {self.variants} variants at most {longest} fit in a "
+                             "run's file name ({name}-{group id}-{variant})")
+        batch_tokens(self.training, self.sequence_length)
+        check_tokenizer(self.tokenizer, self.training)
+        model_choice(self.training, self.proxy_model_id)
         return self
 
     # derived values -------------------------------------------------------------------------
@@ -447,10 +634,20 @@ class ExperimentConfig(_Strict):
         import fsspec
 
         try:
-            with fsspec.open(str(path), "r") as f:
-                text = f.read()
+            with fsspec.open(str(path), "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder, not a config file") from None
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}: cannot read the config ({e})") from None
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (a YAML config is UTF-8 text)") from None
+        if "\x00" in text:
+            raise ConfigError(f"{path}: not a text file (it contains NUL bytes)")
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:

@@ -34,3 +34,7 @@ class InfeasibleError(OlmixError):
 
 class LaunchError(OlmixError):
     """A launcher could not submit, query or cancel runs."""
+
+
+class StoreError(OlmixError):
+    """The store (a local folder, S3, GCS) could not be read or written; the message names the URL and what to check."""

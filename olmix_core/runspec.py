@@ -126,9 +126,27 @@ def parse_status(swarm: SwarmStore, run: str, data: Any) -> RunStatus:
         raise ArtifactCorrupt(f"{swarm.url('runs', run, 'status.json')}: invalid run status ({e})") from None
 
 
+UNREADABLE = "unreadable status.json"
+
+
+def unreadable_status(run: str, why: str) -> RunStatus:
+    """What a run with a corrupt status.json shows as: failed (so a resume queues it again and writes a fresh status),
+    with the reason starting `unreadable status.json` and `extra.unreadable` set."""
+    return RunStatus(run_name=run, state=RunState.failed, reason=f"{UNREADABLE}, resume the group to re-create it: {why}", extra={"unreadable": True})
+
+
 def read_statuses(swarm: SwarmStore) -> dict[str, RunStatus]:
-    """Every stored run status of the group, in one listing and one batched read."""
-    return {name: parse_status(swarm, name, data) for name, data in swarm.read_run_files("status.json").items()}
+    """Every stored run status of the group, in one listing and one batched read. A corrupt file hides nothing else:
+    that run alone reads as `unreadable_status`."""
+    corrupt: dict[str, str] = {}
+    out: dict[str, RunStatus] = {}
+    for name, data in swarm.read_run_files("status.json", corrupt).items():
+        try:
+            out[name] = parse_status(swarm, name, data)
+        except ArtifactCorrupt as e:
+            corrupt[name] = str(e)
+    out.update({name: unreadable_status(name, why) for name, why in corrupt.items()})
+    return dict(sorted(out.items()))
 
 
 def write_status(swarm: SwarmStore, status: RunStatus, **update: Any) -> RunStatus:

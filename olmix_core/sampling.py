@@ -150,6 +150,17 @@ def read_mixtures_file(path: str) -> list[Mixture]:
             except (TypeError, ValueError, IndexError):
                 raise DataError(f"{path}: mixture {i}, leaf {leaf!r}: expected a weight or [weight, repetition_factor]") from None
         out.append(row)
+    seen: dict[tuple, int] = {}
+    dups: list[str] = []
+    for i, row in enumerate(out):
+        key = tuple(sorted((leaf, w) for leaf, (w, _) in row.items() if w != 0.0))
+        if key in seen:
+            dups.append(f"{i} (same as {seen[key]})")
+        else:
+            seen[key] = i
+    if dups:
+        raise DataError(f"{path}: duplicate mixtures (rows counted from 0): {', '.join(dups[:10])}"
+                        + (f", ... ({len(dups)} in all)" if len(dups) > 10 else "") + "; each run needs a different mixture")
     return out
 
 

@@ -6,10 +6,11 @@ the same fit, while new results give a new fit next to the old ones (see olmix_c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from olmix_core import stages
 from olmix_core.config import ExperimentConfig
@@ -21,12 +22,26 @@ from tasks.launch import make_launcher
 from tasks.summary import swarm_summary
 
 
+def progress_artifact(key: str, what: str, step: float = 0.05) -> Callable[[float, str], None]:
+    """A Prefect progress artifact fed by olmix_core's `progress(fraction, message)` hook (updates `step` apart)."""
+    artifact_id = create_progress_artifact(0.0, key=key, description=f"{what}: starting")
+    last = [0.0]
+
+    def update(fraction: float, message: str) -> None:
+        if fraction - last[0] >= step or fraction >= 1.0:
+            last[0] = fraction
+            update_progress_artifact(artifact_id, round(100 * fraction, 1), description=f"{what}: {message}")
+
+    return update
+
+
 @task(name="fit", task_run_name="fit {config.name}/{group_id} on tables {tables_sha256:.12}", cache_policy=SWARM_CACHE,
       result_serializer=RESULT_SERIALIZER, **OUTSIDE_WORLD)
 def fit_swarm(config: ExperimentConfig, group_id: str, tables_sha256: str) -> FitSummary:
     """One model per metric (config `fit.regression_type`, cross-validated) on the pulled tables, saved with its
     report and plots in `fits/{fit id}/`. `tables_sha256` (of results/ratios.csv + metrics.csv) keys the cache."""
-    fit = stages.fit(config, open_swarm_store(config, group_id))
+    progress = progress_artifact(artifact_key(group_id, "fit-progress"), f"fit {config.name}/{group_id}")
+    fit = stages.fit(config, open_swarm_store(config, group_id), progress=progress)
     create_table_artifact(fit_score_rows(fit), key=artifact_key(group_id, "fit"),
                           description=f"**{config.name}** `{group_id}` {fit.fit_id}: cross-validated scores per metric and regressor "
                                       f"({fit.runs} runs)")

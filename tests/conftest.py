@@ -76,3 +76,62 @@ def minimal_config(**overrides) -> dict:
     return cfg
 
 
+
+
+class S3Process:
+    """A moto S3 server in its own process, so a test can stop it (SIGKILL) or pause it (SIGSTOP) mid-run."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+        import time
+        from pathlib import Path
+
+        import boto3
+
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        exe = str(Path(sys.executable).with_name("moto_server"))
+        self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.bucket = f"olmix-fault-{uuid.uuid4().hex[:10]}"
+        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.create_bucket(Bucket=self.bucket)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def pause(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        self.resume()
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def s3_process(monkeypatch):
+    """A fresh S3 endpoint in a separate process (see S3Process), env set for s3fs and for subprocesses."""
+    server = S3Process()
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                 "AWS_ENDPOINT_URL": server.endpoint}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield server
+    server.kill()
+    s3fs.S3FileSystem.clear_instance_cache()

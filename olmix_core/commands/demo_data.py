@@ -9,7 +9,7 @@ from olmix_core.commands._common import handle_errors
 
 @click.command("demo-data")
 @click.option("--output", "-o", "output", default=".olmix/demo-data", show_default=True, type=click.Path(file_okay=False), help="Folder to write the data to.")
-@click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives byte-identical files.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed; the same seed gives byte-identical files.")
 @click.option("--force", is_flag=True, help="Regenerate even when complete data made with this seed is already there.")
 @handle_errors
 def demo_data(output: str, seed: int, force: bool) -> None:

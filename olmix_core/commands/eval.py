@@ -24,6 +24,7 @@ def script(config_path: str, group_id: str, beaker_user: str | None, output_dir:
 
     When the swarm is in the store, its variant count comes from its mixtures and the script is also stored there
     (eval_scripts/olmix-{G}.sh) and recorded in its metadata."""
+    from olmix_core.checkpoints import uses_beaker_user
     from olmix_core.config import ExperimentConfig
     from olmix_core.errors import ConfigError
     from olmix_core.evals import dashboard_name, script_results_prefix, write_eval_script
@@ -35,6 +36,9 @@ def script(config_path: str, group_id: str, beaker_user: str | None, output_dir:
         check_group_id(group_id)
     except ValueError as e:
         raise ConfigError(f"--group-id: {e}") from None
+    if beaker_user and not uses_beaker_user(config):
+        why = "the config's launcher is local" if config.launcher == "local" else "the checkpoint folders do not contain {user}"
+        click.echo(f"warning: --beaker-user {beaker_user!r} is not used: {why}, so checkpoint paths have no Beaker user", err=True)
     swarm = SwarmStore.open(config.storage_root, config.name, group_id)
     in_store = swarm.store.exists(swarm.prefix)
     runs: int | None = None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +123,24 @@ def _fit_options(file: Any, given: dict[str, Any]) -> tuple[Any, set[str]]:
         raise ConfigError(to_flags(str(e), flagged, file.path if file else None)) from None
 
 
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[float, str], None]]:
+    """A tqdm bar on stderr for `run_fit`'s progress hook; it appears only when the fit takes over 2 s and stderr
+    is a terminal (tqdm's own rule), so scripts and logs stay clean."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, delay=2.0, file=sys.stderr, disable=None, unit="%", bar_format="{l_bar}{bar}| {elapsed}")
+
+    def update(fraction: float, message: str) -> None:
+        bar.set_description_str(message[:60], refresh=False)
+        bar.update(max(0.0, 100 * fraction - bar.n))
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
 @click.command()
 @click.option(
     "--config",
@@ -181,7 +202,7 @@ def _fit_options(file: Any, given: dict[str, Any]) -> tuple[Any, set[str]]:
     help="β: minimise prediction + β·std where models have one (GP, ensembles); 0 = plain prediction. [1]",
 )
 @click.option("--fit-only", is_flag=True, default=None, help="Fit and report; propose nothing.")
-@click.option("--seed", type=int, default=None, help="Seed for the split, folds, models and proposers. [0]")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed for the split, folds, models and proposers. [0]")
 @click.option("--folds", type=int, default=None, help="K for K-fold cross-validation. [5]")
 @click.option("--n-jobs", type=int, default=None, help="Metrics fitted in parallel processes (-1: one per core). [-1]")
 @click.option(
@@ -225,7 +246,10 @@ def fit(ctx: click.Context, config_file: str | None, ratios: str | None, metrics
             raise ConfigError(f"--{k.replace('_', '-')} is required (on the command line or in --config)")
     prior = priors or (file.priors if file else None)
     try:
-        result = run_fit(paths["ratios"], paths["metrics"], paths["output_dir"], options, priors=prior)
+        with _progress_bar() as progress:
+            result = run_fit(
+                paths["ratios"], paths["metrics"], paths["output_dir"], options, priors=prior, progress=progress
+            )
     except OlmixError as e:
         raise type(e)(to_flags(str(e), flagged, config_file)) from None
     for w in result.warnings:

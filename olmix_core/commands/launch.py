@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from olmix_core.commands._common import config_option, handle_errors
+from olmix_core.commands._common import config_option, handle_errors, write_local_file
 
 if TYPE_CHECKING:
     from olmix_core.config import ExperimentConfig
     from olmix_core.launch.base import Launcher
     from olmix_core.runspec import RunSpec, RunStatus
+    from olmix_core.stages.setup import Prepared
     from olmix_core.store import SwarmStore
 
 
@@ -37,25 +38,31 @@ def _storage_root_option(fn):
 @click.option("--launcher", "launcher_kind", type=click.Choice(["local", "beaker"]), default=None, help="Backend (default: the config's `launcher`).")
 @click.option("--mixtures", "mixtures_path", default=None, help="A mixtures.json to run instead of sampling (list of {leaf: [weight, repetition]}).")
 @click.option("--group-id", default=None, help="Resume this group: reuses its stored mixtures and skips runs already queued, running or done.")
-@click.option("--dry-run", is_flag=True, help="Print the run specs (JSON) and write or submit nothing.")
+@click.option("--dry-run", is_flag=True, help="Print a summary of the runs (counts, per-leaf weights, a few runs) and write or submit nothing.")
+@click.option("--specs-out", default=None, type=click.Path(dir_okay=False), help="With --dry-run: also write every run spec (JSON list) to this file ('-': stdout).")
 @click.option("--wait", "wait_", is_flag=True, help="Block until every run has finished; exit 1 if any failed.")
 @click.option("--eval-script-dir", default="output/eval_scripts", show_default=True, help="Where to write the offline-eval script olmix-{group}.sh.")
 @handle_errors
-def run(config_path: str, launcher_kind: str | None, mixtures_path: str | None, group_id: str | None, dry_run: bool, wait_: bool, eval_script_dir: str) -> None:
+def run(
+    config_path: str, launcher_kind: str | None, mixtures_path: str | None, group_id: str | None, dry_run: bool, specs_out: str | None,
+    wait_: bool, eval_script_dir: str,
+) -> None:
     """Sample mixtures (or read --mixtures), write run specs, submit them, emit the eval script and record the
     swarm's metadata (group id, git commit, run names, job ids) in the store."""
     from olmix_core import stages
     from olmix_core.config import ExperimentConfig
+    from olmix_core.errors import ConfigError
     from olmix_core.sampling import read_mixtures_file
 
     config = ExperimentConfig.from_yaml(config_path)
     kind = launcher_kind or config.launcher
     mixtures = read_mixtures_file(mixtures_path) if mixtures_path else None
+    if specs_out and not dry_run:
+        raise ConfigError("--specs-out writes the specs of a dry run: use it with --dry-run")
     prepared = stages.prepare(config, group_id, mixtures, launcher=kind, dry_run=dry_run)
     swarm, specs = prepared.swarm, prepared.specs
     if dry_run:
-        click.echo(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
-        click.echo(f"dry run: {len(specs)} runs for group {swarm.group_id}; nothing written or submitted", err=True)
+        _dry_run_report(config, prepared, specs_out)
         return
     click.echo(f"group {swarm.group_id}: {len(specs)} runs of {config.name} -> {swarm.url()}")
     launcher = stages.make_launcher(kind, config, swarm)
@@ -71,6 +78,34 @@ def run(config_path: str, launcher_kind: str | None, mixtures_path: str | None, 
         if bad:
             click.echo(f"error: {len(bad)} run(s) did not succeed: {', '.join(bad)}", err=True)
             sys.exit(1)
+
+
+DRY_RUN_EXAMPLES = 3
+
+
+def _dry_run_report(config: ExperimentConfig, prepared: Prepared, specs_out: str | None) -> None:
+    """A summary of what a launch would write (counts, weights per leaf, a few runs), and every spec in `specs_out`
+    ('-': stdout) when asked: a huge swarm's specs are hundreds of MB."""
+    from olmix_core.commands.mix import format_summary
+    from olmix_core.sampling import summary_rows
+
+    specs = prepared.specs
+    if specs_out:
+        text = json.dumps([s.model_dump(mode="json") for s in specs], indent=2)
+        if specs_out == "-":
+            click.echo(text)
+        else:
+            write_local_file(specs_out, text + "\n")
+    summary = [
+        f"dry run: {len(specs)} runs of {config.name} for group {prepared.group_id} ({prepared.swarm.url()}); "
+        f"{config.target_tokens:,d} tokens each",
+        format_summary(summary_rows(prepared.mixtures, config.leaf_names(), prepared.priors.get("relative_sizes"))),
+        *(f"  {s.run_name}: " + ", ".join(f"{m.leaf}={m.weight:.4f}" for m in s.mixture) for s in specs[:DRY_RUN_EXAMPLES]),
+        *([f"  ... and {len(specs) - DRY_RUN_EXAMPLES} more"] if len(specs) > DRY_RUN_EXAMPLES else []),
+        f"specs: {specs_out}" if specs_out and specs_out != "-" else "every spec as JSON: add --specs-out FILE",
+        "nothing written or submitted",
+    ]
+    click.echo("\n".join(summary), err=specs_out == "-")
 
 
 @launch.command("status")

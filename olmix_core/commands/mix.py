@@ -6,7 +6,7 @@ import json
 
 import click
 
-from olmix_core.commands._common import config_option, handle_errors
+from olmix_core.commands._common import config_option, handle_errors, write_local_file
 
 
 @click.group()
@@ -17,8 +17,8 @@ def mix() -> None:
 @mix.command()
 @config_option
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Where to write mixtures.json.")
-@click.option("--seed", type=int, default=None, help="Override the config's seed.")
-@click.option("--variants", type=int, default=None, help="Override the config's number of variants.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Override the config's seed.")
+@click.option("--variants", type=click.IntRange(min=1), default=None, help="Override the config's number of variants.")
 @handle_errors
 def generate(config_path: str, output: str, seed: int | None, variants: int | None) -> None:
     """Write one `{leaf: [weight, repetition_factor]}` object per variant (the seed's format) and print a summary."""
@@ -33,8 +33,7 @@ def generate(config_path: str, output: str, seed: int | None, variants: int | No
         config = ExperimentConfig.from_dict({**config.model_dump(mode="json"), **overrides}, config_path)
     priors = compute_priors(config, ArtifactStore(config.storage_root))
     mixtures = generate_mixtures(config, priors["token_counts"])
-    with open(output, "w") as f:
-        json.dump(mixtures, f, indent=2)
+    write_local_file(output, json.dumps(mixtures, indent=2))
     click.echo(f"{len(mixtures)} mixtures over {len(config.leaf_names())} leaves -> {output}")
     click.echo(format_summary(summary_rows(mixtures, config.leaf_names(), priors["relative_sizes"])))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import yaml
 
-from olmix_core.commands._common import config_option, handle_errors
+from olmix_core.commands._common import config_option, handle_errors, write_local_file
 
 
 @click.group()
@@ -29,5 +29,4 @@ def compute(config_path: str, output: str | None, no_cache: bool) -> None:
     text = yaml.safe_dump({"priors": result}, sort_keys=False)
     click.echo(text, nl=False)
     if output:
-        with open(output, "w") as f:
-            f.write(text)
+        write_local_file(output, text)

@@ -29,8 +29,8 @@ class FinishedRun:
 
 def run_states(swarm: SwarmStore) -> dict[str, str]:
     """{run: state} for every run with a spec or status (a result record alone counts as succeeded)."""
-    statuses = swarm.read_run_files("status.json")
-    results = swarm.read_run_files("result.json")
+    statuses = swarm.read_run_files("status.json", {})  # a corrupt file leaves only its run out
+    results = swarm.read_run_files("result.json", {})
     specs = swarm.read_run_files("spec.json")
     states: dict[str, str] = {}
     for run in sorted(set(statuses) | set(results) | set(specs)):

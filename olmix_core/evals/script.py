@@ -7,6 +7,7 @@ from the config reaches the script through `shlex.quote`; the script passes `bas
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from olmix_core.names import check_group_id, parse_run_name, run_name
 from olmix_core.store import ArtifactStore, SwarmStore
 
 DEFAULT_OUTPUT_DIR = "output/eval_scripts"
+_STAMP_RE = re.compile(r"^[0-9T:.+-]+Z?$")
 COOKBOOK_RESULTS_PREFIX = "s3://ai2-llm/evaluation"  # olmo-cookbook-eval's own --remote-output-prefix default
 
 def dashboard_name(group_id: str) -> str:
@@ -86,20 +88,19 @@ def render_eval_script(
     dirs = checkpoint_dirs(config, group_id, [r for _, r in variants], user)
     tasks = eval_tasks(config)
     prefix = script_results_prefix(config)
-    prefix_note = ""
-    if prefix != results_prefix(config):
-        prefix_note = (
-            f"# The results prefix from the config ({results_prefix(config)}) is a local path that evaluation jobs\n"
-            f"# cannot write to; results go to olmo-cookbook's default: pull them with --results-prefix {prefix}\n"
-        )
+    local_prefix = results_prefix(config) if prefix != results_prefix(config) else None
     q = shlex.quote
     generated = generated or datetime.now(UTC).isoformat(timespec="seconds")
+    if not _STAMP_RE.match(generated):
+        raise ValueError(f"generated {generated!r} must be an ISO timestamp")
+    # No config value goes into a comment (a newline there would end it and run as a command): comments hold only
+    # what olmix generates (group id, counts, time); config values are quoted assignments below.
     lines = [
         "#!/usr/bin/env bash",
         "# shellcheck disable=SC2016",
-        f"# Evaluation script for swarm: {_comment(config.name)}",
+        "# Evaluation script for the swarm named in SWARM below.",
         f"# Group ID: {group_id}",
-        f"# Generated: {_comment(generated)}",
+        f"# Generated: {generated}",
         f"# Variants: {len(variants)}",
         "#",
         "# Run from an environment with olmo-cookbook installed (olmo-cookbook-eval on PATH):",
@@ -116,20 +117,21 @@ def render_eval_script(
         f"CLUSTER={q(config.eval_cluster)}",
         f"MODEL_BACKEND={q(config.eval_model_backend)}",
     ]
-    if prefix_note:
-        lines.append(prefix_note.rstrip("\n"))
-    lines += [f"RESULTS_PREFIX={q(prefix)}", f"# {len(tasks)} tasks", "TASKS=("]
+    lines += [f"RESULTS_PREFIX={q(prefix)}"]
+    if local_prefix is not None:
+        lines += [
+            "# The config's results prefix is a local path that evaluation jobs cannot write to; results go to",
+            "# olmo-cookbook's default (RESULTS_PREFIX): pull them with --results-prefix set to it.",
+            f"CONFIG_RESULTS_PREFIX={q(local_prefix)}",
+            'echo "note: results go to $RESULTS_PREFIX, not the local $CONFIG_RESULTS_PREFIX: pull with --results-prefix $RESULTS_PREFIX" >&2',
+        ]
+    lines += [f"# {len(tasks)} tasks", "TASKS=("]
     lines += [f"    {q(t)}" for t in tasks]
     lines += [")", "", _BODY.strip("\n"), ""]
     for variant, run in variants:
         lines.append(f"evaluate_variant {variant:04d} {q(run)} {q(dirs[run])}")
     lines += ["", _SUMMARY.strip("\n"), ""]
     return "\n".join(lines)
-
-
-def _comment(text: str) -> str:
-    """A value inside a `#` comment: one line."""
-    return " ".join(str(text).split())
 
 
 def write_eval_script(

@@ -16,7 +16,7 @@ import numpy as np
 from olmix_core.errors import ConfigError, DataError
 from olmix_core.fit.constraints import Bounds, resolve_bounds
 from olmix_core.fit.families import Selection, load_selection, objective_terms
-from olmix_core.fit.fitting import FittedModels, fit_models, scores
+from olmix_core.fit.fitting import FittedModels, Progress, fit_models, scores
 from olmix_core.fit.objective import Objective, build_objective
 from olmix_core.fit.options import FitOptions
 from olmix_core.fit.predicted import PredictedPerformance, write_predicted
@@ -207,12 +207,15 @@ def run_fit(
     output_dir: str | Path,
     options: FitOptions | dict[str, Any] | None = None,
     priors: str | Path | dict[str, Any] | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> FitResult:
     """Fit one model per metric (or task family), propose a mixture (unless `fit_only` or runs are held out), and
     write into `output_dir` (a folder or an fsspec URL such as s3://bucket/swarm/fits/x):
 
     fit_report.json, models/ (reload with `FittedModels.load`), proposed_weights.json, predicted_performance.json
     and plots/*.png. Bad tables raise DataError; constraints no mixture meets raise InfeasibleError (before fitting).
+    `progress(fraction, message)` follows the work (the fit is 90% of it, the proposal the rest).
     """
     options = FitOptions.from_dict(options or {}, prefix="fit.")
     t0 = time.perf_counter()
@@ -233,7 +236,8 @@ def run_fit(
     r = options.regression
     try:
         models = fit_models(fit_table, r.type, folds=r.folds, seed=options.seed, n_jobs=r.n_jobs,
-                            candidates=r.candidates, selection=r.selection)
+                            candidates=r.candidates, selection=r.selection,
+                            progress=None if progress is None else (lambda f, msg: progress(0.9 * f if setup else f, msg)))
     except DataError as e:
         if table.unmatched:  # say first why there are fewer runs than the files have
             raise DataError(f"{table.unmatched}; {e}") from None
@@ -264,7 +268,11 @@ def run_fit(
     weights_plot = None
     pareto_plot = None
     if setup is not None:
+        if progress:
+            progress(0.9, f"proposing ({options.proposer.type} proposer)")
         proposal, predicted, info, weights_plot, pareto_plot = _propose_on(fit_table, models, setup, options)
+        if progress:
+            progress(1.0, f"proposed ({proposal.proposer} proposer)")
         report["seconds"]["propose"] = info.pop("seconds")
         report["proposer"] = info
     out_str = str(output_dir)

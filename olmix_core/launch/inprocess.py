@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from olmix_core.config import ExperimentConfig
 from olmix_core.launch.base import RETRY_STATES, Launcher
 from olmix_core.names import parse_run_name
-from olmix_core.runspec import RunProgress, RunSpec, RunState, RunStatus, now_iso, parse_status, write_status
+from olmix_core.runspec import RunProgress, RunSpec, RunState, RunStatus, now_iso, read_statuses, write_status
 from olmix_core.store import SwarmStore
 
 SUBMISSIONS_KEY = "launcher/inprocess/submissions"
@@ -207,16 +207,10 @@ class InProcessLauncher(Launcher):
     # store -------------------------------------------------------------------------------------
     def _read(self) -> dict[str, RunStatus]:
         """Statuses of every run with a folder under runs/ (one listing + one batched read)."""
-        raw = self.swarm.read_run_files("status.json")
-        names = set(self.swarm.run_names()) | set(raw)
+        stored = read_statuses(self.swarm)
+        names = set(self.swarm.run_names()) | set(stored)
         self._count("reads", 3)  # listing + batched read of status.json, listing of runs/
-        out: dict[str, RunStatus] = {}
-        for name in sorted(names):
-            if name not in raw:
-                out[name] = RunStatus(run_name=name, state=RunState.pending, launcher=self.kind)
-                continue
-            out[name] = parse_status(self.swarm, name, raw[name])
-        return out
+        return {name: stored.get(name) or RunStatus(run_name=name, state=RunState.pending, launcher=self.kind) for name in sorted(names)}
 
     def _write(self, st: RunStatus) -> RunStatus:
         self._count("writes", 1)

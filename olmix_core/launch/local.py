@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from olmix_core.config import ExperimentConfig
-from olmix_core.errors import ArtifactMissing, LaunchError
+from olmix_core.errors import ArtifactCorrupt, ArtifactMissing, LaunchError, OlmixError
 from olmix_core.launch.base import RETRY_STATES, Launcher
 from olmix_core.launch.wait import poll_group
 from olmix_core.runspec import RunSpec, RunState, RunStatus, now_iso, parse_status, read_statuses, write_status
@@ -45,6 +45,8 @@ TRAIN_COMMAND = [sys.executable, "-m", "olmix_core.commands.train"]
 CANCEL_KEY = "launcher/local-cancel.json"
 SUPERVISOR_LOG_KEY = "launcher/local-supervisor.log"
 KILL_GRACE_S = 5.0
+STORE_RETRY_S = (0.5, 30.0)  # the supervisor's first and longest wait between rounds while the store fails
+DEFAULT_MAX_OUTAGE_S = 3600.0
 
 
 def default_concurrency(config: ExperimentConfig) -> int:
@@ -83,13 +85,15 @@ class LocalLauncher(Launcher):
         """Queue runs with no status yet (or `pending`); runs already queued, running or finished are left alone."""
         current = self.status()
         queued = False
-        for spec in specs:
-            st = current.get(spec.run_name)
-            if st is None or st.state == RunState.pending:
-                current[spec.run_name] = self._queue(spec.run_name, attempts=(st.attempts if st else 0) + 1)
-                queued = True
-        if queued or any(current[s.run_name].state == RunState.submitted for s in specs):
-            self.ensure_supervisor()
+        try:
+            for spec in specs:
+                st = current.get(spec.run_name)
+                if st is None or st.state == RunState.pending:
+                    current[spec.run_name] = self._queue(spec.run_name, attempts=(st.attempts if st else 0) + 1)
+                    queued = True
+        finally:  # runs queued before a store error still get their supervisor
+            if queued or any(current[s.run_name].state == RunState.submitted for s in specs if s.run_name in current):
+                self.ensure_supervisor()
         return {s.run_name: current[s.run_name] for s in specs}
 
     def resubmit(self, specs: list[RunSpec]) -> dict[str, RunStatus]:
@@ -103,23 +107,26 @@ class LocalLauncher(Launcher):
 
     def status(self) -> dict[str, RunStatus]:
         """Every run of the group (one listing + one bulk read); dead local processes are resolved and recorded."""
-        raw = self.swarm.read_run_files("status.json")
-        names = set(self.swarm.run_names()) | set(raw)
+        stored = read_statuses(self.swarm)
+        names = set(self.swarm.run_names()) | set(stored)
         out: dict[str, RunStatus] = {}
         dead: list[str] = []
         for name in sorted(names):
-            if name not in raw:
+            if name not in stored:
                 out[name] = RunStatus(run_name=name, state=RunState.pending, launcher=self.kind)
                 continue
-            st = parse_status(self.swarm, name, raw[name])
+            st = stored[name]
             out[name] = st
             if st.state == RunState.running and self._process_gone(st):
                 dead.append(name)
         if dead:
-            results = self.swarm.read_run_files("result.json")
+            unreadable: dict[str, str] = {}
+            results = self.swarm.read_run_files("result.json", unreadable)
             for name in dead:
                 st = out[name]
-                if name in results:
+                if name in unreadable:
+                    out[name] = self._write(st, state=RunState.failed, reason=f"process died (pid {st.job_id}); {unreadable[name]}")
+                elif name in results:
                     out[name] = self._write(st, state=RunState.succeeded, reason=None)
                 else:
                     out[name] = self._write(st, state=RunState.failed, reason=f"process died (pid {st.job_id}) {_log_tail(self.swarm, name)}".strip())
@@ -335,7 +342,13 @@ class _Child:
 
 
 class Supervisor:
-    """The queue of one group on this host (runs in `python -m olmix_core.launch.local`)."""
+    """The queue of one group on this host (runs in `python -m olmix_core.launch.local`).
+
+    Store errors never end it: a round that fails is retried after a backoff (0.5 s doubling to 30 s) while its
+    processes keep running; a status it could not write, a reaped run it could not finish and a log it could not
+    upload wait in memory and are written once the store answers. It exits only when it has seen (with a
+    successful read) that nothing is queued, or after `OLMIX_SUPERVISOR_MAX_OUTAGE_S` (default 1 h) of failing
+    store calls with no process left to watch."""
 
     def __init__(self, swarm: SwarmStore, max_concurrency: int, threads: int, train_command: list[str], poll_s: float) -> None:
         self.swarm = swarm
@@ -345,6 +358,12 @@ class Supervisor:
         self.poll_s = poll_s if swarm.store.is_local else max(poll_s, 2.0)
         self.host = socket.gethostname()
         self.children: dict[str, _Child] = {}
+        self.exited: dict[str, tuple[_Child, int, Any]] = {}  # reaped, final status not recorded yet
+        self.unsynced: dict[str, RunStatus] = {}  # statuses to write once the store answers
+        self.uploads: dict[str, Path] = {}  # logs to upload (object stores) once the store answers
+        self.fault_since: float | None = None
+        self.backoff = STORE_RETRY_S[0]
+        self.max_outage_s = float(os.environ.get("OLMIX_SUPERVISOR_MAX_OUTAGE_S") or DEFAULT_MAX_OUTAGE_S)
 
     def run(self) -> int:
         path = lock_path(self.swarm)
@@ -355,19 +374,79 @@ class Supervisor:
                 return 0  # another supervisor has the queue
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
             while True:
-                self.step()
-                if self.children:
-                    time.sleep(self.poll_s)
+                ok = self.guarded(self.step)
+                if not ok and not self.children and self.outage_s() > self.max_outage_s:
+                    _log(f"store unreachable for {self.outage_s():.0f} s with no run left to watch: exiting; "
+                         "queued runs resume with `olmix launch run --group-id`")
+                    return 1
+                if self.busy() or not ok:
+                    time.sleep(self.poll_s if ok else self.wait_s())
                     continue
-                # empty: release, look once more, and go on only if something was queued meanwhile
+                # empty: release, look once more, and go on if something was queued meanwhile or the store cannot
+                # say (then the queue keeps its supervisor)
                 fcntl.flock(fd, fcntl.LOCK_UN)
-                if not self.queued(self.statuses()) or not _flock(fd, retries=20):
+                try:
+                    more = bool(self.queued(self.statuses()))
+                except (OlmixError, OSError) as e:
+                    self.note_fault(e)
+                    more = True
+                if not more or not _flock(fd, retries=20):
                     return 0
         finally:
             os.close(fd)
 
+    # store faults --------------------------------------------------------------------------------
+    def guarded(self, fn: Callable[[], Any]) -> bool:
+        """Run one round; a store (or stored-file) error is logged and counted as an outage instead of ending us."""
+        try:
+            fn()
+        except (OlmixError, OSError) as e:
+            self.note_fault(e)
+            return False
+        self._recovered()
+        return True
+
+    def note_fault(self, e: BaseException) -> None:
+        if self.fault_since is None:
+            self.fault_since = time.monotonic()
+        _log(f"store error (retrying in {self.backoff:.1f} s; {len(self.children)} running): {' '.join(str(e).split())}")
+
+    def _recovered(self) -> None:
+        if self.fault_since is not None:
+            _log(f"store reachable again after {self.outage_s():.1f} s")
+        self.fault_since = None
+        self.backoff = STORE_RETRY_S[0]
+
+    def wait_s(self) -> float:
+        wait, self.backoff = self.backoff, min(self.backoff * 2, STORE_RETRY_S[1])
+        return wait
+
+    def outage_s(self) -> float:
+        return 0.0 if self.fault_since is None else time.monotonic() - self.fault_since
+
+    def busy(self) -> bool:
+        return bool(self.children or self.exited or self.unsynced or self.uploads)
+
+    def settle(self) -> None:
+        """Record what earlier rounds could not: final statuses of reaped runs, other statuses, log uploads."""
+        for name, (child, code, usage) in list(self.exited.items()):
+            self.finish(child, code, usage)
+            del self.exited[name]
+        for name, st in list(self.unsynced.items()):
+            write_status(self.swarm, st)
+            if self.unsynced.get(name) is st:
+                del self.unsynced[name]
+        for name, log_path in list(self.uploads.items()):
+            self.swarm.store.upload(str(log_path), self.swarm.run_key(name, "train.log"))
+            del self.uploads[name]
+
+    # the queue -------------------------------------------------------------------------------------
     def cancel_time(self) -> float:
-        return float(self.swarm.store.read_json_or(self.swarm.key(CANCEL_KEY), {}).get("time", 0.0))
+        try:
+            marker = self.swarm.store.read_json_or(self.swarm.key(CANCEL_KEY), {})
+        except ArtifactCorrupt:
+            return time.time()  # a cancel was being recorded: start nothing queued before now
+        return float(marker.get("time", 0.0)) if isinstance(marker, dict) else time.time()
 
     def statuses(self) -> dict[str, RunStatus]:
         return read_statuses(self.swarm)
@@ -377,7 +456,7 @@ class Supervisor:
         cancel_at = self.cancel_time()
         out = []
         for name, st in statuses.items():
-            if st.state != RunState.submitted or name in self.children:
+            if st.state != RunState.submitted or name in self.children or name in self.exited or name in self.unsynced:
                 continue
             if _submitted_at(st) <= cancel_at:
                 self._write(st, state=RunState.canceled, reason="canceled before it started")
@@ -386,8 +465,10 @@ class Supervisor:
         return sorted(out, key=lambda s: (_submitted_at(s), s.run_name))
 
     def step(self) -> None:
-        """Reap finished runs, kill runs a cancel came after, and start queued runs into the free slots."""
+        """Reap finished runs, record what is pending, kill runs a cancel came after, and start queued runs into the
+        free slots."""
         self.reap()
+        self.settle()
         cancel_at = self.cancel_time()
         for child in self.children.values():
             if _submitted_at(child.status) <= cancel_at:
@@ -436,6 +517,7 @@ class Supervisor:
         self._write(running)
 
     def reap(self) -> None:
+        """Collect exited processes (no store call: their final status is recorded by `settle`)."""
         for name, child in list(self.children.items()):
             try:
                 pid, wstatus, usage = os.wait4(child.proc.pid, os.WNOHANG)
@@ -447,15 +529,23 @@ class Supervisor:
             child.proc.returncode = code
             child.log.close()
             del self.children[name]
-            self.finish(child, code, usage)
+            self.exited[name] = (child, code, usage)
+            if not self.swarm.store.is_local:
+                self.uploads[name] = child.log_path
 
     def finish(self, child: _Child, code: int, usage: Any) -> None:
         """Final status: canceled if a cancel came after its submission, succeeded if it exited 0 with a result,
-        else the trainer's own failure reason or the exit code and the log's last lines."""
-        if not self.swarm.store.is_local:
-            with contextlib.suppress(OSError):
+        else the trainer's own failure reason or the exit code and the log's last lines. Raises on a store error
+        before anything is written (the run stays in `exited` and is finished on a later round)."""
+        with contextlib.suppress(OlmixError, OSError):  # the log goes up with the final status, or later (settle)
+            if child.name in self.uploads:
                 self.swarm.store.upload(str(child.log_path), self.swarm.run_key(child.name, "train.log"))
-        current = parse_status(self.swarm, child.name, self.swarm.store.read_json_or(self.swarm.run_key(child.name, "status.json"), child.status.model_dump(mode="json")))
+                del self.uploads[child.name]
+        try:
+            current = parse_status(self.swarm, child.name, self.swarm.store.read_json_or(
+                self.swarm.run_key(child.name, "status.json"), child.status.model_dump(mode="json")))
+        except ArtifactCorrupt:
+            current = child.status  # a truncated status.json is replaced by the final one below
         extra = {
             **current.extra, **child.status.extra,
             "exit_code": code, "wall_s": round(time.monotonic() - child.started, 2), "finished_at": time.time(),
@@ -481,7 +571,19 @@ class Supervisor:
         self._write(final)
 
     def _write(self, st: RunStatus, **update: Any) -> RunStatus:
-        return write_status(self.swarm, st, **update)
+        """Store a status; when the store fails, keep it to write on a later round (the queue goes on meanwhile)."""
+        new = st.model_copy(update={**update, "updated": now_iso()})
+        self.unsynced.pop(new.run_name, None)
+        try:
+            return write_status(self.swarm, new)
+        except (OlmixError, OSError) as e:
+            self.unsynced[new.run_name] = new
+            _log(f"could not record {new.run_name} {new.state.value} (will retry): {' '.join(str(e).split())}")
+            return new
+
+
+def _log(message: str) -> None:
+    print(f"{now_iso()} supervisor {os.getpid()}: {message}", flush=True)
 
 
 def _flock(fd: int, retries: int = 0) -> bool:

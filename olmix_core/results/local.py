@@ -10,7 +10,7 @@ import posixpath
 from typing import Any
 
 from olmix_core.results.records import SUCCEEDED, RunRecord, SourceResult, as_metric, fingerprint
-from olmix_core.store import SwarmStore
+from olmix_core.store import SwarmStore, store_call
 
 RUN_FILES = ("spec.json", "status.json", "result.json")
 
@@ -25,7 +25,8 @@ def _compact(filename: str, data: dict[str, Any]) -> dict[str, Any]:
         return {"purpose": data.get("purpose", "swarm"), "variant": data.get("variant"), "weights": weights}
     if filename == "status.json":
         return {"state": data.get("state"), "reason": data.get("reason")}
-    return {"state": data.get("state", SUCCEEDED), "metrics": data.get("metrics") or {}, "mixture": data.get("mixture")}
+    return {"state": data.get("state", SUCCEEDED), "metrics": data.get("metrics") or {}, "mixture": data.get("mixture"),
+            "reason": data.get("reason")}
 
 
 def read_store_runs(swarm: SwarmStore, cache: dict[str, Any]) -> tuple[dict[str, dict[str, dict]], dict[str, Any], list[str], int]:
@@ -35,7 +36,8 @@ def read_store_runs(swarm: SwarmStore, cache: dict[str, Any]) -> tuple[dict[str,
     if not store.is_local:
         store.fs.invalidate_cache(base)
     try:
-        infos = store.fs.find(base, detail=True)
+        with store_call(swarm.url("runs"), "list"):
+            infos = store.fs.find(base, detail=True, **store.call_kwargs)
     except FileNotFoundError:
         infos = {}
     listed: dict[str, tuple[str, str]] = {}
@@ -48,7 +50,8 @@ def read_store_runs(swarm: SwarmStore, cache: dict[str, Any]) -> tuple[dict[str,
     blobs: dict[str, bytes] = {}
     if changed:
         paths = [listed[rel][0] for rel in changed]
-        blobs = store.fs.cat(paths, on_error="omit") if len(paths) > 1 else _cat_one(store.fs, paths[0])
+        with store_call(swarm.url("runs"), "read the run files under", missing_ok=False):
+            blobs = store.cat_many(paths)
     new_cache: dict[str, Any] = {}
     warnings: list[str] = []
     for rel, (path, fp) in listed.items():
@@ -62,21 +65,19 @@ def read_store_runs(swarm: SwarmStore, cache: dict[str, Any]) -> tuple[dict[str,
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
         except ValueError as e:
-            warnings.append(f"{store.url(swarm.key('runs', rel))}: unreadable ({e}); ignored")
-            continue
+            url = store.url(swarm.key("runs", rel))
+            if posixpath.basename(rel) != "result.json":
+                warnings.append(f"{url}: unreadable ({e}); ignored")
+                continue
+            # a run whose results cannot be read counts as failed (a resume trains it again), not as never run
+            warnings.append(f"{url}: unreadable ({e}); the run counts as failed")
+            data = {"state": "failed", "reason": f"unreadable result.json ({e})"}
         new_cache[rel] = {"fp": fp, "data": _compact(posixpath.basename(rel), data)}
     runs: dict[str, dict[str, dict]] = {}
     for rel, entry in new_cache.items():
         run, filename = rel.split("/")
         runs.setdefault(run, {})[filename] = entry["data"]
     return runs, new_cache, warnings, len(changed)
-
-
-def _cat_one(fs: Any, path: str) -> dict[str, bytes]:
-    try:
-        return {path: fs.cat_file(path)}
-    except FileNotFoundError:
-        return {}
 
 
 def collect_local(store_runs: dict[str, dict[str, dict]]) -> SourceResult:
@@ -98,5 +99,5 @@ def collect_local(store_runs: dict[str, dict[str, dict]]) -> SourceResult:
         elif status is not None and status.get("state") and status["state"] != SUCCEEDED:
             records[run] = RunRecord(run, str(status["state"]), detail=status.get("reason"))
         elif result is not None:
-            records[run] = RunRecord(run, str(result.get("state")))
+            records[run] = RunRecord(run, str(result.get("state")), detail=result.get("reason"))
     return SourceResult(records, {}, warnings)

@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from olmix_core.config import ExperimentConfig
-from olmix_core.errors import ArtifactCorrupt, ConfigError
+from olmix_core.errors import ArtifactCorrupt, ArtifactMissing, ConfigError, DataError
 from olmix_core.evals.script import dashboard_name, eval_tasks, results_prefix
 from olmix_core.evals.tasks import default_inloop_metrics
 from olmix_core.names import check_name, parse_run_name, run_name
@@ -242,6 +242,9 @@ def pull_results(
     warnings += result.warnings
     files_read += result.files_read
     records = {r: rec for r, rec in result.records.items() if r not in other_purpose}
+    if not store_knows_runs and not records and not swarm.store.exists(swarm.prefix):
+        raise ArtifactMissing(f"no swarm {config.name}/{group_id} under {swarm.store.root_url}, and {source} has no run of group "
+                              f"{group_id}: check --group-id and that --config is the swarm's config (its name and storage_root)")
     if not store_knows_runs:
         expected = {run_name(config.name, group_id, i) for i in range(config.variants)} | set(records)
     unexpected = _sorted(set(records) - expected)
@@ -276,6 +279,10 @@ def pull_results(
         else:
             rows_w[run] = checked
     candidates = [r for r in found if r in rows_w]
+    if found and not candidates:
+        shown = "; ".join(f"{r}: {why}" for r, why in list(excluded.items())[:3])
+        raise DataError(f"group {group_id}: none of the {len(found)} runs with results can be used ({shown}); check that --config "
+                        f"is the swarm's config (leaves {leaves}). Nothing was written; the stored tables are kept")
     dropped = [m for m in requested if not any(m in records[r].metrics for r in candidates)]
     columns = [m for m in requested if m not in dropped]
     missing_metrics = {r: [m for m in columns if m not in records[r].metrics] for r in candidates}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,11 @@ def _priors(swarm: SwarmStore) -> dict[str, Any]:
     return swarm.store.read_json(swarm.key(SwarmStore.PRIORS))
 
 
-def fit(config: ExperimentConfig, swarm: SwarmStore) -> FitSummary:
+def fit(
+    config: ExperimentConfig, swarm: SwarmStore, progress: Callable[[float, str], None] | None = None
+) -> FitSummary:
     """One model per metric or task family (config `fit.regression`, cross-validated) on the store's results/ tables, saved
-    with its report and plots in `fits/{fit id}/`."""
+    with its report and plots in `fits/{fit id}/`; `progress(fraction, message)` follows the fit."""
     from olmix_core.fit import run_fit
 
     tables = {name: swarm.store.read_text(swarm.results_key(name)) for name in TABLES}
@@ -79,7 +82,7 @@ def fit(config: ExperimentConfig, swarm: SwarmStore) -> FitSummary:
     for name, text in tables.items():
         swarm.store.write_text(swarm.fit_key(fit_id, name), text)
     result = run_fit(swarm.url("fits", fit_id, "ratios.csv"), swarm.url("fits", fit_id, "metrics.csv"), swarm.url("fits", fit_id),
-                     options.fitting_only(), priors=_priors(swarm))
+                     options.fitting_only(), priors=_priors(swarm), progress=progress)
     report = result.report  # JSON-safe: NaN scores are None
     cv = {m: info["cv"] for m, info in report["metrics"].items()}
     chosen = {m: info["chosen"] for m, info in report["metrics"].items()}

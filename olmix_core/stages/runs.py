@@ -21,7 +21,7 @@ from olmix_core.errors import ArtifactMissing, ConfigError, OlmixError
 from olmix_core.launch.base import BACKENDS, RETRY_STATES, Launcher, get_launcher
 from olmix_core.launch.wait import poll_group
 from olmix_core.metadata import update_metadata
-from olmix_core.runspec import RunSpec, RunStatus
+from olmix_core.runspec import RunSpec, RunState, RunStatus, read_statuses, write_status
 from olmix_core.store import SwarmStore
 
 LAUNCHERS = (*BACKENDS, "inprocess")
@@ -79,7 +79,8 @@ def read_specs(swarm: SwarmStore, runs: list[str]) -> list[RunSpec]:
 def submit_swarm(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpec], launcher: Launcher) -> Statuses:
     """Submit the group: new runs are submitted, runs that failed, were preempted or canceled are submitted again
     while they have attempts left (`max_attempts`), queued/running/succeeded runs are left alone. Job ids and URLs
-    go into metadata.json."""
+    go into metadata.json. Statuses a damaged file made wrong are repaired first (`repair_run_files`)."""
+    repair_run_files(swarm)
     statuses = launcher.submit(specs)
     retry = [s for s in specs if statuses[s.run_name].state in RETRY_STATES and statuses[s.run_name].attempts < config.max_attempts]
     if retry:
@@ -90,6 +91,27 @@ def submit_swarm(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpe
         fields["jobs"] = {**{n: j.model_dump() for n, j in swarm.metadata().jobs.items()}, **jobs}
     update_metadata(swarm, **fields)
     return statuses
+
+
+def repair_run_files(swarm: SwarmStore) -> dict[str, str]:
+    """Before a (re)submission, statuses that a corrupt file made wrong are rewritten: a run whose status.json cannot
+    be read but whose result.json can is succeeded again (without training); a succeeded run whose result.json cannot
+    be read is failed, so this submission trains it again (it would otherwise drop out of every table for good). A
+    run with neither readable is left failed-unreadable, which the submission queues again. {run: what was done}."""
+    corrupt: dict[str, str] = {}
+    results = swarm.read_run_files("result.json", corrupt)
+    for run, data in results.items():
+        if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+            corrupt[run] = f"{swarm.url('runs', run, 'result.json')}: not a result record (no metrics)"
+    done: dict[str, str] = {}
+    for run, st in read_statuses(swarm).items():
+        if st.extra.get("unreadable") and run in results and run not in corrupt:
+            write_status(swarm, RunStatus(run_name=run, state=RunState.succeeded, attempts=1, reason="status re-created from result.json"))
+            done[run] = "status re-created from its result.json"
+        elif st.state == RunState.succeeded and run in corrupt:
+            write_status(swarm, st, state=RunState.failed, reason=f"unreadable result.json, trained again: {corrupt[run]}")
+            done[run] = "unreadable result.json: trained again"
+    return done
 
 
 def submit_runs(config: ExperimentConfig, swarm: SwarmStore, runs: list[str], launcher: Launcher) -> Statuses:

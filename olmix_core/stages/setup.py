@@ -244,6 +244,8 @@ def prepare(
     """Every step up to submission: priors, mixtures (`mixtures`, else the group's stored ones, else sampled), run
     specs, config and metadata in the store. `dry_run`: the same steps reading the store but writing nothing."""
     swarm = open_swarm(config, group_id)
+    if not dry_run:
+        swarm.store.check_writable()  # a read-only or impossible storage_root fails here, before any work
     priors = store_priors(config, swarm, write=not dry_run)
     mixes = store_mixtures(config, swarm, priors, mixtures, write=not dry_run)
     if dry_run:

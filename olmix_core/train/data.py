@@ -16,11 +16,11 @@ from olmo_core.data import (
 from olmo_core.data.source_mixture import SourceMixtureConfig, SourceMixtureDatasetConfig, SourceMixtureList
 from olmo_core.train.callbacks import LMEvaluatorCallbackConfig
 
+from olmix_core.config import batch_tokens
 from olmix_core.errors import ConfigError, DataError
 from olmix_core.runspec import RunSpec
 from olmix_core.store import open_fs
 
-DEFAULT_BATCH_SEQUENCES = 16
 # Headroom on each leaf's repetition cap so float rounding of `weight × tokens` never trips olmo-core's
 # "Insufficient tokens" check for a leaf sampled exactly at its cap.
 _REPETITION_SLACK = 1e-6
@@ -41,13 +41,10 @@ class Batching:
 
 def batching(spec: RunSpec) -> Batching:
     """Whole steps within `max_tokens` (at least one): `requested_tokens = steps × batch` gives exactly `steps`."""
-    seq = spec.sequence_length
-    gbs = spec.training.global_batch_size or DEFAULT_BATCH_SEQUENCES * seq
-    mbs = spec.training.microbatch_size or gbs
-    if gbs % seq:
-        raise ConfigError(f"training.global_batch_size {gbs} must be a multiple of sequence_length {seq} (it counts tokens)")
-    if mbs % seq or gbs % mbs:
-        raise ConfigError(f"training.microbatch_size {mbs} must be a multiple of sequence_length {seq} and divide global_batch_size {gbs}")
+    try:
+        gbs, mbs = batch_tokens(spec.training, spec.sequence_length)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return Batching(gbs, mbs, max(1, spec.max_tokens // gbs))
 
 

@@ -146,7 +146,7 @@ def test_weka_and_local_folders(tmp_path, stubs):
     proc, calls = stubs.run(path, "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert calls == [evaluate_call(f"{store}/checkpoints/test-swarm/{G}/{run_name(i)}/step4", dry=True) for i in range(2)]
-    assert "pull them with --results-prefix s3://ai2-llm/evaluation" in Path(path).read_text()
+    assert f"note: results go to s3://ai2-llm/evaluation, not the local {store}/evals: pull with --results-prefix s3://ai2-llm/evaluation" in proc.stderr
 
 
 def test_training_checkpoint_root_and_failed_eval(tmp_path, stubs):
@@ -213,7 +213,7 @@ def test_default_tasks_header_and_errors(tmp_path, stubs):
     tasks = default_offline_tasks()
     assert len(tasks) == 109 and all(f"\n    {t}\n" in text for t in tasks)
     assert text.startswith("#!/usr/bin/env bash\n")
-    for line in ("# Evaluation script for swarm: test-swarm", f"# Group ID: {G}", "# Generated: 2026-01-31T12:00:00", "# Variants: 2", f'DASHBOARD=olmix-{G}'):
+    for line in ("# Evaluation script for the swarm named in SWARM below.", "SWARM=test-swarm", f"# Group ID: {G}", "# Generated: 2026-01-31T12:00:00", "# Variants: 2", f'DASHBOARD=olmix-{G}'):
         assert line in text
     path = write_eval_script(config, G, beaker_user="kyle", output_dir=str(tmp_path))
     proc, calls = stubs.run(path, "--bogus")
@@ -254,3 +254,40 @@ def test_write_records_in_store_and_cli(tmp_path):
     assert res.exit_code == 1 and "--group-id" in res.output
     res = CliRunner().invoke(cli, ["eval", "--help"])
     assert res.exit_code == 0 and "script" in res.output
+
+
+def test_odd_config_values_never_run_as_commands(tmp_path, stubs):
+    """Values that are allowed but mean something to a shell reach the script only as quoted data: no config value
+    in any comment, `bash -n` and shellcheck pass, and running it executes nothing injected."""
+    marker = tmp_path / "pwned"
+    inject = f"$(touch {marker})`touch {marker}`;touch {marker}#"
+    store = tmp_path / f"store {inject}"
+    config = make_config(
+        storage_root=str(store),  # a local results prefix: the script notes that it goes elsewhere
+        eval_cluster=f"aus'{inject}",
+        eval_model_backend=f'olmo"{inject}',
+        eval_tasks=[f"arc {inject}", "mbpp:3shot:bpb::none"],
+    )
+    path = write_eval_script(config, G, output_dir=str(tmp_path / "ev"))
+    text = Path(path).read_text()
+    comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]
+    assert comments and not any("touch" in line or "store" in line for line in comments)
+    subprocess.run(["bash", "-n", path], check=True)
+    sc = shellcheck()
+    if sc is not None:
+        proc = subprocess.run([sc, path], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout
+    ckpt = f"{store}/checkpoints/test-swarm/{G}/{run_name(0)}"
+    os.makedirs(f"{ckpt}/step10")
+    proc, calls = stubs.run(path)
+    assert not marker.exists(), proc.stderr
+    evaluate = [c for c in calls if c[0] == "olmo-cookbook-eval"]
+    assert len(evaluate) == 1 and evaluate[0][2] == f"{ckpt}/step10"
+    assert evaluate[0][evaluate[0].index("--cluster") + 1] == f"aus'{inject}"
+    assert f"arc {inject}" in evaluate[0] and "note: results go to s3://ai2-llm/evaluation" in proc.stderr
+
+
+def test_newline_in_storage_root_or_results_prefix_is_rejected():
+    for field in ("storage_root", "eval_results_prefix"):
+        with pytest.raises(ConfigError, match=f"{field}: .*control character"):
+            make_config(**{field: "s3://bucket/x\ntouch /tmp/pwned"})

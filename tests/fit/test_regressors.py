@@ -173,3 +173,50 @@ def test_load_errors(tmp_path):
     (tmp_path / "manifest.json").write_text('{"format": "other"}')
     with pytest.raises(ArtifactCorrupt, match="format 'other'"):
         FittedModels.load(tmp_path)
+
+
+def test_joint_fits_match_single_fits_and_batched_prediction(swarm, heldout):
+    """fit_many (all metrics at once) gives each metric the model a single fit gives (log-linear: independent
+    problems in one batch), and FittedModels' batched prediction equals the models' own predictions."""
+    X, Y = swarm
+    Xh = heldout[0]
+    for kind in ("log_linear", "log_linear_power", "linear"):
+        joint = REGRESSORS[kind].fit_many(X, Y)
+        for j in range(Y.shape[1]):
+            single = make_regressor(kind).fit(X, Y[:, j])
+            np.testing.assert_allclose(joint[j].predict(Xh), single.predict(Xh), rtol=1e-9, atol=1e-9)
+    models = fit_models(_table(swarm), "auto", folds=3, n_jobs=1, candidates=["gp", "lightgbm", "log_linear"])
+    P, S = models.predict_mean_std(Xh)
+    for j, m in enumerate(METRICS):
+        p, s = models.model(m).predict_mean_std(Xh)
+        np.testing.assert_allclose(P[:, j], p, rtol=1e-9, atol=1e-12)
+        if s is not None:
+            np.testing.assert_allclose(S[:, j], s, rtol=1e-7, atol=1e-12)
+
+
+def test_gp_metrics_fitted_together_share_one_kernel(swarm):
+    X, Y = swarm
+    gps = REGRESSORS["gp"].fit_many(X, Y)
+    assert len({id(g.kernel) for g in gps}) == 1
+    assert len({tuple(g.theta[: X.shape[1]]) for g in gps}) == 1  # shared lengthscales
+    assert len({g.sn2 for g in gps}) == len(gps)  # own noise variance per metric
+    again = [regressor_from_state(json.loads(json.dumps(g.state()))) for g in gps]
+    assert len({id(g.kernel) for g in again}) == 1
+
+
+def test_lightgbm_numpy_trees_equal_lightgbm(swarm, heldout):
+    X, Y = swarm
+    reg = make_regressor("lightgbm").fit(X, Y[:, 0])
+    table = reg._tree_table()
+    assert table is not None
+    Xh = heldout[0][:50]
+    np.testing.assert_allclose(table.predict(Xh), reg.booster.predict(Xh), rtol=0, atol=1e-12)
+
+
+def test_fit_progress_reaches_one(swarm):
+    calls = []
+    fit_models(_table(swarm), "auto", folds=3, n_jobs=1, candidates=["lightgbm", "log_linear"],
+               progress=lambda f, msg: calls.append((f, msg)))
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert any(msg.startswith("lightgbm:") for _, msg in calls) and any(msg.startswith("log_linear:") for _, msg in calls)

@@ -76,7 +76,7 @@ def test_validate_errors_exit_1(tmp_path, overrides, match):
 
 def test_dry_run_prints_specs_and_writes_nothing(tmp_path, fake_cli):
     cfg = _data_config(tmp_path)
-    r = CliRunner().invoke(cli, ["launch", "run", "--config", _write(tmp_path, cfg), "--dry-run", "--eval-script-dir", str(tmp_path / "ev")])
+    r = CliRunner().invoke(cli, ["launch", "run", "--config", _write(tmp_path, cfg), "--dry-run", "--specs-out", "-", "--eval-script-dir", str(tmp_path / "ev")])
     assert r.exit_code == 0, r.output
     specs = json.loads(r.stdout)
     assert [s["variant"] for s in specs] == [0, 1]

@@ -12,6 +12,7 @@ import time
 import pytest
 import yaml
 
+from deployments.serve import ui_mismatch
 from tests.orchestration._server import BIN, ROOT, get_json
 
 
@@ -36,6 +37,7 @@ def test_scheduler_creates_runs_of_refit_and_watch_without_errors(served):
     assert not re.search(r"\|\s*ERROR\s*\|", log), log[-5000:]
     # the UI of a server on another port than 4200 asks the API on that port
     assert get_json(f"{served.ui}/ui-settings")["api_url"] == served.api
+    assert ui_mismatch(served.api) is None and ui_mismatch(served.api.replace("127.0.0.1", "localhost")) is None
 
 
 @pytest.mark.slow

@@ -88,3 +88,32 @@ def test_launcher_options_only_for_the_inprocess_launcher(tmp_path):
         make_launcher("slurm", cfg, "0123abcd")
     with pytest.raises(ValueError, match="run_s"):
         make_launcher("inprocess", cfg, "0123abcd", {"run_s": -1})
+
+
+def test_serve_warns_when_the_servers_ui_asks_another_port():
+    """What `prefect server start --port N` without PREFECT_SERVER_API_PORT=N answers on /ui-settings (its UI then
+    asks 4200); `tests/orchestration/test_e2e.py` checks a real server started the way `make server` does."""
+    import http.server
+    import json
+    import threading
+
+    from deployments.serve import ui_mismatch
+
+    class UISettings(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = json.dumps({"api_url": "http://127.0.0.1:4200/api"}).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), UISettings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        warning = ui_mismatch(f"http://127.0.0.1:{port}/api")
+        assert warning and "asks the API at http://127.0.0.1:4200/api" in warning and f"make server PREFECT_PORT={port}" in warning
+    finally:
+        server.shutdown()

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from olmix_core.cli import cli
-from olmix_core.errors import ConfigError
+from olmix_core.errors import ConfigError, DataError
 from olmix_core.results import parse_metrics_option, pull_results
 from tests.results._swarm import GROUP, LEAVES, make_swarm, run, spec_weights, true_metrics, write_result, write_status
 
@@ -121,9 +121,13 @@ def test_unusable_weights_are_excluded_with_reason(tmp_path):
     swarm.store.write_json(swarm.key("mixtures.json"), [{"wiki": [0.5, 1.0], "books": [0.5, 1.0]}, {"wiki": [0.3, 1.0], "code": [0.3, 1.0]}])
     for i in (0, 1):
         swarm.store.write_json(swarm.run_key(run(i), "result.json"), {"run": run(i), "state": "succeeded", "metrics": {"eval/x/CE loss": 1.0}})
-    report = pull_results(config, swarm, "local")
-    assert report.included == []
-    assert "books" in report.excluded[run(0)] and "sum to 0.6000" in report.excluded[run(1)]
+    with pytest.raises(DataError) as e:  # no usable run at all: an error, not empty tables
+        pull_results(config, swarm, "local")
+    assert "books" in str(e.value) and "sum to 0.6000" in str(e.value)
+    swarm.store.write_json(swarm.run_key(run(1), "result.json"),
+                           {"run": run(1), "state": "succeeded", "metrics": {"eval/x/CE loss": 1.0}, "mixture": {"wiki": 1.0}})
+    report = pull_results(config, swarm, "local")  # one usable run: the other is reported
+    assert report.included == [run(1)] and "books" in report.excluded[run(0)]
 
 
 def test_other_purpose_runs_and_unknown_source(tmp_path):
@@ -164,3 +168,36 @@ def test_cli_results_pull(tmp_path):
     assert res.exit_code == 1 and "--group-id" in res.output
     res = CliRunner().invoke(cli, ["results", "pull", "--config", str(cfg), "--group-id", GROUP, "--csv", str(cfg)])
     assert res.exit_code == 1 and "--from dashboard" in res.output
+
+
+def test_pull_of_a_group_that_does_not_exist_writes_nothing(tmp_path):
+    import yaml
+
+    config, swarm, mixtures = make_swarm(str(tmp_path / "store"))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    out = tmp_path / "o"
+    res = CliRunner().invoke(cli, ["results", "pull", "--config", str(cfg), "--group-id", "deadbeef", "--from", "local", "-o", str(out)])
+    assert res.exit_code == 1 and "no swarm test-swarm/deadbeef" in res.output and "Traceback" not in res.output
+    assert not out.exists() and sorted(os.listdir(tmp_path / "store" / "test-swarm")) == [GROUP]
+
+
+def test_config_matching_none_of_the_runs_keeps_the_stored_tables(tmp_path):
+    import yaml
+
+    config, swarm, mixtures = make_swarm(str(tmp_path / "store"))
+    for i in range(3):
+        write_result(swarm, run(i), mixtures[i])
+    good = pull_results(config, swarm, "local")
+    assert len(good.included) == 3
+    stored = {n: swarm.store.read_text(swarm.results_key(n)) for n in ("ratios.csv", "metrics.csv", "pull_report.json")}
+    other = config.model_dump(mode="json", exclude_none=True)
+    other["sources"] = [{"name": "books", "paths": ["/data/books/*.bin"]}, {"name": "news", "paths": ["/data/news/*.bin"]}]
+    other["priors"] = {"token_counts": {"books": 1_000_000, "news": 1_000_000}}
+    cfg = tmp_path / "other.yaml"
+    cfg.write_text(yaml.safe_dump(other))
+    out = tmp_path / "o"
+    res = CliRunner().invoke(cli, ["results", "pull", "--config", str(cfg), "--group-id", GROUP, "--from", "local", "-o", str(out)])
+    assert res.exit_code == 1 and "none of the 3 runs with results can be used" in res.output and "leaves not in the config" in res.output
+    assert not out.exists()
+    assert {n: swarm.store.read_text(swarm.results_key(n)) for n in stored} == stored
