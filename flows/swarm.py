@@ -19,7 +19,9 @@ from prefect import flow, get_run_logger
 from flows._common import failed, label_flow_run, resolve_config, resolve_group_id, swarm_run_name
 from flows._fit import fit_propose_verify
 from olmix_core.config import ExperimentConfig
+from olmix_core.errors import ConfigError
 from olmix_core.metadata import update_metadata
+from olmix_core.rounds import check_rounds
 from olmix_core.sampling import read_mixtures_file
 from olmix_core.stages.results import results_source
 from olmix_core.swarm import ensure_data
@@ -45,6 +47,9 @@ def swarm(
     timeout_s: float | None = None,
     mixtures_file: str | None = None,
     launcher_options: dict[str, Any] | None = None,
+    rounds: int = 1,
+    round_variants: int | None = None,
+    min_improvement: float = 0.0,
 ) -> dict[str, Any]:
     """Run one swarm.
 
@@ -65,6 +70,10 @@ def swarm(
         mixtures_file: use these mixtures (JSON) instead of sampling.
         launcher_options: options of the `inprocess` launcher (InProcessOptions: `run_s`, `jitter`,
             `preempt_fraction`, `fail_fraction`, `always_fail`, `noise`, `seed`).
+        rounds: adaptive swarm: rounds in all (1 = the sampled swarm only); each further round is a sub-flow that
+            fits, chooses `round_variants` new runs by batch Bayesian optimisation and trains them (flows/adaptive.py).
+        round_variants: runs per further round (default: half the config's variants).
+        min_improvement: stop the rounds when the next batch's expected improvement (objective units) is below this.
 
     Returns:
         A summary: group id, store URL, runs succeeded/failed, polling rounds, fit id and URL, objective, proposal,
@@ -74,7 +83,8 @@ def swarm(
     try:
         cfg = resolve_config(config)
         gid = resolve_group_id(group_id)
-        return _swarm(cfg, gid, launcher or cfg.launcher, wait, poll_interval, eval_mode, verify, timeout_s, mixtures_file, launcher_options)
+        return _swarm(cfg, gid, launcher or cfg.launcher, wait, poll_interval, eval_mode, verify, timeout_s, mixtures_file, launcher_options,
+                      rounds, round_variants, min_improvement)
     except Exception as e:
         swarm_store = open_swarm_store(cfg, gid) if cfg is not None and gid is not None else None
         if swarm_store is not None:
@@ -84,8 +94,13 @@ def swarm(
 
 
 def _swarm(cfg: ExperimentConfig, gid: str, kind: str, wait: bool, poll_interval: float, eval_mode: str, verify: bool,
-           timeout_s: float | None, mixtures_file: str | None, launcher_options: dict[str, Any] | None) -> dict[str, Any]:
+           timeout_s: float | None, mixtures_file: str | None, launcher_options: dict[str, Any] | None,
+           rounds: int = 1, round_variants: int | None = None, min_improvement: float = 0.0) -> dict[str, Any]:
     log = get_run_logger()
+    check_rounds(rounds, round_variants, min_improvement)
+    if rounds > 1 and (eval_mode != "inloop" or not wait):
+        raise ConfigError("rounds > 1 chooses each batch from the previous round's in-loop results: "
+                          "it needs eval_mode 'inloop' and wait true", fields=("rounds",))
     label_flow_run(f"{cfg.name}-{gid}", [f"group:{gid}", f"swarm:{cfg.name}"])
     swarm_summary(cfg, gid, "setting up: priors, mixtures, run specs")
     swarm_store = open_swarm_store(cfg, gid)
@@ -114,5 +129,11 @@ def _swarm(cfg: ExperimentConfig, gid: str, kind: str, wait: bool, poll_interval
                                                                 "`olmix.evals.landed` when results appear, which starts the re-fit.")
         return {**outcome, "status": "awaiting offline evals"}
 
+    if rounds > 1:
+        from flows.adaptive import run_rounds
+
+        summaries = run_rounds(cfg, gid, source, kind, rounds, round_variants or max(1, cfg.variants // 2), min_improvement,
+                               launcher_options, poll_interval, timeout_s)
+        outcome["rounds"] = [s.model_dump(mode="json") for s in summaries]
     return fit_propose_verify(cfg, gid, source, only_if_new=False, force=False, verify_proposal=verify, launcher=kind,
                               launcher_options=launcher_options, timeout_s=timeout_s, known=outcome)

@@ -65,6 +65,15 @@ class Orchestration(BaseModel):
     watch: WatchState | None = None
 
 
+class RoundRecord(BaseModel):
+    """One appended round of an adaptive swarm (`olmix launch run --append`; round 0, the sampled swarm, is not
+    listed): its runs, in `spec.json` with `round` set too."""
+
+    round: int
+    runs: list[str] = []
+    created: str | None = None
+
+
 class SwarmMetadata(BaseModel):
     """metadata.json of one swarm (`{root}/{name}/{group id}/metadata.json`)."""
 
@@ -77,6 +86,7 @@ class SwarmMetadata(BaseModel):
     launcher: str | None = None
     run_names: list[str] = []  # the swarm's runs: the only ones the fit reads
     verify_runs: list[str] = []
+    rounds: list[RoundRecord] = []  # adaptive swarms: the appended rounds
     storage_root: str | None = None
     config_url: str | None = None
     wandb_group_url: str | None = None

@@ -51,6 +51,7 @@ class RunSpec(BaseModel):
     status_url: str  # status.json in the store (done/failed marker)
     log_url: str | None = None
     purpose: str = "swarm"  # swarm | verify
+    round: int = 0  # adaptive swarms: 0 = the sampled swarm, k = the k-th batch appended by `launch run --append`
 
     def weights(self) -> dict[str, float]:
         return {m.leaf: m.weight for m in self.mixture}
@@ -171,7 +172,12 @@ def mixture_entries(config: ExperimentConfig, mixture: dict[str, list[float]]) -
 
 
 def build_run_specs(
-    config: ExperimentConfig, swarm: SwarmStore, mixtures: list[dict[str, list[float]]], purpose: str = "swarm", first_variant: int = 0
+    config: ExperimentConfig,
+    swarm: SwarmStore,
+    mixtures: list[dict[str, list[float]]],
+    purpose: str = "swarm",
+    first_variant: int = 0,
+    round: int = 0,
 ) -> list[RunSpec]:
     """One spec per mixture, named `{name}-{group}-{variant:04d}`; checkpoints where the eval script will look."""
     names = [run_name(config.name, swarm.group_id, first_variant + i) for i in range(len(mixtures))]
@@ -201,6 +207,7 @@ def build_run_specs(
                 status_url=swarm.store.url(swarm.run_key(name, "status.json")),
                 log_url=swarm.store.url(swarm.run_key(name, "train.log")),
                 purpose=purpose,
+                round=round,
             )
         )
     return specs

@@ -13,6 +13,7 @@ import posixpath
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -41,6 +42,7 @@ class SwarmOutcome(BaseModel):
     verify: VerifyResult | None = None
     seconds: dict[str, float] = {}
     files: dict[str, str] = {}
+    rounds: list[dict[str, Any]] = []  # adaptive swarms: one `rounds.RoundSummary` per round
 
 
 def _say(progress: Progress | None, msg: str) -> None:
@@ -78,11 +80,21 @@ def run_swarm(
     train_command: list[str] | None = None,
     timeout_s: float | None = None,
     progress: Progress | None = None,
+    rounds: int = 1,
+    round_variants: int | None = None,
+    min_improvement: float = 0.0,
 ) -> SwarmOutcome:
     """The local cycle end to end. With `output_dir`, leaves there: mixtures.json, ratios.csv, metrics.csv,
     pull_report.json, the fit outputs (proposed_weights.json, predicted_performance.json, fit_report.json, models/,
-    plots/) and verify.json. `train_command` replaces `olmix train` (tests). Ctrl-C cancels the group's runs."""
+    plots/) and verify.json. `train_command` replaces `olmix train` (tests). Ctrl-C cancels the group's runs.
+
+    `rounds` > 1 makes the swarm adaptive (`olmix_core.rounds`): after the sampled swarm, each further round appends
+    `round_variants` runs (default: half the variants) chosen by batch Bayesian optimisation on everything so far,
+    stopping early when their expected improvement is below `min_improvement`; the last round's fit is verified."""
     from olmix_core.launch.local import LocalLauncher
+    from olmix_core.rounds import check_rounds
+
+    check_rounds(rounds, round_variants, min_improvement)
 
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -121,6 +133,17 @@ def run_swarm(
         lap("fit")
         proposal = stages.propose(config, swarm, fit.fit_id)
         lap("propose")
+        if rounds > 1:
+            from olmix_core.rounds import run_rounds
+
+            (pulled, fit, proposal), summaries = run_rounds(
+                config, swarm, launcher, (pulled, fit, proposal), rounds, round_variants or max(1, config.variants // 2),
+                min_improvement, output_dir, timeout_s, progress,
+            )
+            outcome.rounds = [s.model_dump() for s in summaries]
+            outcome.included_runs = pulled.report.included
+            outcome.runs = {**statuses, **{n: s for n, s in launcher.status().items() if n not in statuses}}
+            lap("rounds")
         fit_dir = _fit_folder(swarm, fit.fit_id, output_dir)
         outcome.fit_id, outcome.fit_dir = fit.fit_id, fit_dir
         outcome.proposed_weights, outcome.predicted_objective = proposal.weights, proposal.predicted_objective

@@ -66,6 +66,7 @@ class SwarmView(BaseModel):
     config_url: str | None = None  # the stored config.yaml (what the resume commands use)
     eval_script: str | None = None
     note: str | None = None
+    rounds: list[dict[str, Any]] = []  # adaptive swarms: `rounds.RoundSummary` per round so far
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:
@@ -227,6 +228,14 @@ def summary_markdown(
         lines.append(f"- offline eval script: `{view.eval_script}`")
     if view.note:
         lines += ["", view.note]
+    if view.rounds:
+        lines += ["", "## Rounds (adaptive swarm)", "", "| round | runs fitted | best observed | proposal: predicted ± std | "
+                  "next batch EI | note |", "|---|---|---|---|---|---|"]
+        for r in view.rounds:
+            std = "" if r.get("proposal_std") is None else f" ± {r['proposal_std']:.3g}"
+            ei = r.get("next_expected_improvement")
+            lines.append(f"| {r['round']} | {r['runs']} | {_fmt(r.get('best_observed'))} | {_fmt(r.get('predicted_objective'))}{std} | "
+                         f"{'—' if ei is None else f'{ei:.4g}'} | {r.get('stopped') or ''} |")
     if failure:
         lines += ["", "## Failed", "", f"`{failure.strip()[:2000]}`", "", "Resume (finished stages and runs are kept):", "", "```",
                   *resume_commands(view), "```"]

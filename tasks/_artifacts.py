@@ -20,6 +20,21 @@ from prefect.runtime import flow_run
 _LOCK = threading.Lock()
 _IDS: dict[tuple[str | None, str], UUID] = {}  # (flow run id, key) -> artifact id
 _LAST: dict[UUID, str] = {}  # artifact id -> digest of its data and description
+_ROOTS: dict[str, str] = {}  # flow run id -> its root flow run id
+
+
+def _card_run_id() -> str | None:
+    """The flow run whose cards an update goes to: the root flow run, so a sub-flow (an adaptive swarm's round)
+    updates the swarm's live cards instead of starting its own (which would then show as the key's latest)."""
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return None
+    if run_id not in _ROOTS:
+        try:
+            _ROOTS[run_id] = str(flow_run.root_flow_run_id or run_id)
+        except Exception:  # noqa: BLE001 - an unknown parent: this run's own cards
+            _ROOTS[run_id] = run_id
+    return _ROOTS[run_id]
 
 
 def _existing(flow_run_id: str | None, key: str) -> UUID | None:
@@ -34,7 +49,7 @@ def _existing(flow_run_id: str | None, key: str) -> UUID | None:
 def _publish(kind: str, key: str, data: Any, description: str) -> UUID | None:
     """Create the key's artifact for this flow run, or update it in place; None (logged) if the API refused: an
     artifact is the user's window, never a reason to fail a stage."""
-    run_id = flow_run.get_id()
+    run_id = _card_run_id()
     encoded = data if isinstance(data, str) else json.dumps(data)
     digest = hashlib.sha256(f"{encoded}\0{description}".encode()).hexdigest()
     try:

@@ -6,6 +6,7 @@ training steps done)."""
 from __future__ import annotations
 
 from olmix_core.config import ExperimentConfig
+from olmix_core.rounds import stored_summaries
 from olmix_core.runspec import RunStatus, read_statuses
 from olmix_core.store import SwarmStore
 from olmix_core.swarm_report import (
@@ -34,6 +35,7 @@ def swarm_view(config: ExperimentConfig, group_id: str, stage: str, statuses: di
         verify_runs=list(meta.verify_runs), launcher=meta.orchestration.launcher or meta.launcher,
         config_url=swarm.url(SwarmStore.CONFIG) if swarm.store.exists(swarm.key(SwarmStore.CONFIG)) else None,
         eval_script=meta.eval_script.url if meta.eval_script else None, note=note,
+        rounds=[r.model_dump(mode="json") for r in stored_summaries(swarm)],
     )
 
 

@@ -18,6 +18,9 @@ FLAGS = {
     "mixtures": "--mixtures",
     "dashboard": "--dashboard",
     "backend": "--backend",
+    "rounds": "--rounds",
+    "round_variants": "--round-variants",
+    "min_improvement": "--min-improvement",
 }
 
 

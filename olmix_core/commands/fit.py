@@ -123,6 +123,54 @@ def _fit_options(file: Any, given: dict[str, Any]) -> tuple[Any, set[str]]:
         raise ConfigError(to_flags(str(e), flagged, file.path if file else None)) from None
 
 
+def _stack(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Apply click options in the order listed (so `--help` lists them in that order)."""
+
+    def apply(fn: Any) -> Any:
+        for d in reversed(decorators):
+            fn = d(fn)
+        return fn
+
+    return apply
+
+
+# The objective and the constraints, shared with `olmix mix next` (one definition of each flag).
+objective_options = _stack(
+    click.option("--objective", help="Optimise this one metric (or task family)."),
+    click.option(
+        "--opt-avg-metric",
+        is_flag=True,
+        default=None,
+        help="Optimise the average of all metrics (the default with several metrics).",
+    ),
+    click.option("--obj-weights", help="Weighted objective: 'm1=0.7,m2=7/52' or a JSON/YAML file {metric or family: weight}."),
+    click.option(
+        "--maximize", multiple=True, help="A metric where higher is better (repeatable); lower is better otherwise."
+    ),
+)
+constraint_options = _stack(
+    click.option("--min-weight-per-domain", type=float, default=None, help="Every proposed weight is 0 or at least this."),
+    click.option("--fixed-weight", multiple=True, help="DOMAIN=W: fix a domain's weight (repeatable)."),
+    click.option(
+        "--target-tokens", help="Tokens of the target run (e.g. 30B): caps w_i ≤ token_counts_i × repetition / target."
+    ),
+    click.option(
+        "--repetition-factor",
+        type=float,
+        default=None,
+        help="Allowed repetitions of each domain's tokens under --target-tokens. [1]",
+    ),
+)
+
+
+def fit_options_from_cli(values: dict[str, Any]) -> Any:
+    """FitOptions from the values of `olmix fit`'s flags (those shared by another command), read as `olmix fit`
+    reads them; unset flags (None, empty) keep the defaults."""
+    given = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()
+             if v is not None and not (isinstance(v, tuple) and not v)}
+    return _fit_options(None, given)[0]
+
+
 @contextlib.contextmanager
 def _progress_bar() -> Iterator[Callable[[float, str], None]]:
     """A tqdm bar on stderr for `run_fit`'s progress hook; it appears only when the fit takes over 2 s and stderr
@@ -161,32 +209,12 @@ def _progress_bar() -> Iterator[Callable[[float, str], None]]:
               "general. [auto]")
 @click.option("--metric", multiple=True, help="Fit only this metric (repeatable); default: every metric column.")
 @click.option("--drop-metric", multiple=True, help="Leave this metric out (repeatable; also out of its family).")
-@click.option("--objective", help="Optimise this one metric (or task family).")
-@click.option(
-    "--opt-avg-metric",
-    is_flag=True,
-    default=None,
-    help="Optimise the average of all metrics (the default with several metrics).",
-)
-@click.option("--obj-weights", help="Weighted objective: 'm1=0.7,m2=7/52' or a JSON/YAML file {metric or family: weight}.")
-@click.option(
-    "--maximize", multiple=True, help="A metric where higher is better (repeatable); lower is better otherwise."
-)
+@objective_options
 @click.option("--aggregate-task-families/--no-aggregate-task-families", default=None,
               help="One model per task family (eval.tasks of --config) on the family's mean metric, or one per task.")
 @click.option("--n-test", type=int, default=None, help="Runs held out and scored (no proposal then, as in Ai2's olmix). [0]")
 @click.option("--train-split", type=float, default=None, help="Fraction (or count > 1) of the other runs fitted on. [1]")
-@click.option("--min-weight-per-domain", type=float, default=None, help="Every proposed weight is 0 or at least this.")
-@click.option("--fixed-weight", multiple=True, help="DOMAIN=W: fix a domain's weight (repeatable).")
-@click.option(
-    "--target-tokens", help="Tokens of the target run (e.g. 30B): caps w_i ≤ token_counts_i × repetition / target."
-)
-@click.option(
-    "--repetition-factor",
-    type=float,
-    default=None,
-    help="Allowed repetitions of each domain's tokens under --target-tokens. [1]",
-)
+@constraint_options
 @click.option("--kl-reg", type=float, default=None, help="λ in objective + λ·KL(x‖prior). [0]")
 @click.option("--temperature", type=float, default=None, help="Simulation proposers: sample around prior**T.")
 @click.option("--make-worst-mix", is_flag=True, default=None, help="Propose the worst mixture (a sanity baseline).")
@@ -202,7 +230,7 @@ def _progress_bar() -> Iterator[Callable[[float, str], None]]:
     help="β: minimise prediction + β·std where models have one (GP, ensembles); 0 = plain prediction. [1]",
 )
 @click.option("--fit-only", is_flag=True, default=None, help="Fit and report; propose nothing.")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed for the split, folds, models and proposers. [0]")
+@click.option("--seed", type=int, default=None, help="Seed for the split, folds, models and proposers. [0]")
 @click.option("--folds", type=int, default=None, help="K for K-fold cross-validation. [5]")
 @click.option("--n-jobs", type=int, default=None, help="Metrics fitted in parallel processes (-1: one per core). [-1]")
 @click.option(

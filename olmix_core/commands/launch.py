@@ -38,36 +38,51 @@ def _storage_root_option(fn):
 @click.option("--launcher", "launcher_kind", type=click.Choice(["local", "beaker"]), default=None, help="Backend (default: the config's `launcher`).")
 @click.option("--mixtures", "mixtures_path", default=None, help="A mixtures.json to run instead of sampling (list of {leaf: [weight, repetition]}).")
 @click.option("--group-id", default=None, help="Resume this group: reuses its stored mixtures and skips runs already queued, running or done.")
+@click.option("--append", is_flag=True, help="Add the --mixtures to the existing group --group-id as its next round (adaptive swarms).")
 @click.option("--dry-run", is_flag=True, help="Print a summary of the runs (counts, per-leaf weights, a few runs) and write or submit nothing.")
 @click.option("--specs-out", default=None, type=click.Path(dir_okay=False), help="With --dry-run: also write every run spec (JSON list) to this file ('-': stdout).")
 @click.option("--wait", "wait_", is_flag=True, help="Block until every run has finished; exit 1 if any failed.")
 @click.option("--eval-script-dir", default="output/eval_scripts", show_default=True, help="Where to write the offline-eval script olmix-{group}.sh.")
 @handle_errors
 def run(
-    config_path: str, launcher_kind: str | None, mixtures_path: str | None, group_id: str | None, dry_run: bool, specs_out: str | None,
-    wait_: bool, eval_script_dir: str,
+    config_path: str, launcher_kind: str | None, mixtures_path: str | None, group_id: str | None, append: bool, dry_run: bool,
+    specs_out: str | None, wait_: bool, eval_script_dir: str,
 ) -> None:
     """Sample mixtures (or read --mixtures), write run specs, submit them, emit the eval script and record the
-    swarm's metadata (group id, git commit, run names, job ids) in the store."""
+    swarm's metadata (group id, git commit, run names, job ids) in the store. With --append, the --mixtures become
+    the next round of the group --group-id (numbering continues; appending the same file again adds nothing)."""
     from olmix_core import stages
     from olmix_core.config import ExperimentConfig
     from olmix_core.errors import ConfigError
     from olmix_core.sampling import read_mixtures_file
+    from olmix_core.stages.append import append_runs, swarm_specs
 
     config = ExperimentConfig.from_yaml(config_path)
     kind = launcher_kind or config.launcher
+    if append and not (group_id and mixtures_path):
+        raise ConfigError("--append needs --group-id (the group to add to) and --mixtures (the new batch)")
+    if append and dry_run:
+        raise ConfigError("--append and --dry-run: use `olmix mix next` to inspect a batch before appending it")
     mixtures = read_mixtures_file(mixtures_path) if mixtures_path else None
     if specs_out and not dry_run:
         raise ConfigError("--specs-out writes the specs of a dry run: use it with --dry-run")
-    prepared = stages.prepare(config, group_id, mixtures, launcher=kind, dry_run=dry_run)
-    swarm, specs = prepared.swarm, prepared.specs
-    if dry_run:
-        _dry_run_report(config, prepared, specs_out)
-        return
-    click.echo(f"group {swarm.group_id}: {len(specs)} runs of {config.name} -> {swarm.url()}")
+    if append:
+        assert mixtures is not None and mixtures_path is not None
+        swarm = stages.open_swarm(config, group_id)
+        appended = append_runs(config, swarm, mixtures, mixtures_path)
+        specs = appended.specs
+        click.echo(f"group {swarm.group_id}: round {appended.round}, {len(appended.new_runs)} new runs "
+                   f"({len(specs) - len(appended.new_runs)} of the {len(specs)} mixtures already in the group) -> {swarm.url()}")
+    else:
+        prepared = stages.prepare(config, group_id, mixtures, launcher=kind, dry_run=dry_run)
+        swarm, specs = prepared.swarm, prepared.specs
+        if dry_run:
+            _dry_run_report(config, prepared, specs_out)
+            return
+        click.echo(f"group {swarm.group_id}: {len(specs)} runs of {config.name} -> {swarm.url()}")
     launcher = stages.make_launcher(kind, config, swarm)
     statuses = stages.submit_swarm(config, swarm, specs, launcher)
-    script = stages.emit_eval_script(config, swarm, specs, eval_script_dir)
+    script = stages.emit_eval_script(config, swarm, swarm_specs(swarm), eval_script_dir)  # every round's runs
     click.echo(f"eval script: {script.path}")
     click.echo(format_statuses(statuses))
     click.echo(f"follow with: olmix launch status --group-id {swarm.group_id} --config {shlex.quote(config_path)}")

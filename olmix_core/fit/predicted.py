@@ -22,6 +22,7 @@ class PredictedObjective(BaseModel):
     definition: str  # a metric name, or e.g. "mean of 6 metrics"
     direction: str = "minimize"
     predicted: float | None  # at the proposal (lower is better, maximised metrics negated; make_worst_mix: as is)
+    std: float | None = None  # the models' uncertainty of `predicted` (None where no objective model has one)
     at_prior: float | None
     at_reference: float | None = None
     minimised: float | None = None  # with the KL and uncertainty penalties: what the proposer minimised

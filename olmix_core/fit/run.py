@@ -275,6 +275,10 @@ def run_fit(
             progress(1.0, f"proposed ({proposal.proposer} proposer)")
         report["seconds"]["propose"] = info.pop("seconds")
         report["proposer"] = info
+        report["uncertainty_at_proposal"] = {
+            "objective_std": predicted.objective.std,
+            "metrics": {m: {"std": v.std, "cv_mae": v.cv_mae} for m, v in predicted.metrics.items()},
+        }
     out_str = str(output_dir)
     remote = "://" in out_str
     local = Path(tempfile.mkdtemp(prefix="olmix-fit-")) if remote else Path(out_str)
@@ -388,11 +392,15 @@ def _predicted_performance(problem: Problem, proposal: Proposal, setup: Setup) -
     ref_pred = models.predict(problem.reference[None, :])[0] if problem.reference is not None else None
     obj_cols = [ms.index(m) for m in problem.objective.metrics]
     sign = -1.0 if setup.worst else 1.0  # the worst mixture's objective is reported as is, not negated
+    obj_std = std[obj_cols] * problem.objective.weights
     out: dict[str, Any] = {
         "objective": {
             "definition": problem.objective.label,
             "direction": "maximize (make_worst_mix)" if setup.worst else "minimize",
             "predicted": sign * proposal.objective,
+            # how unsure the models are at the proposal: per-metric stds (GP posterior, ensemble spread) combined
+            # as independent errors; None when no objective metric's model has an uncertainty
+            "std": None if np.isnan(obj_std).all() else float(np.sqrt(np.nansum(obj_std**2))),
             "at_prior": sign * float(problem.objective.from_predictions(prior_pred[obj_cols][None, :])[0]),
             **(
                 {"at_reference": sign * float(problem.objective.from_predictions(ref_pred[obj_cols][None, :])[0])}

@@ -132,13 +132,16 @@ def _same_mixtures(a: list[Mixture], b: list[Mixture], tol: float = 1e-9) -> boo
 def store_run_specs(
     config: ExperimentConfig, swarm: SwarmStore, mixtures: list[Mixture], purpose: str = "swarm", first_variant: int = 0,
     write: bool = True,
+    round: int = 0,
 ) -> list[RunSpec]:
     """Build and write (unless `write` is false) one spec per mixture; a stored spec that differs from the new one
     is an error (it would change a run that may already have trained)."""
-    specs = build_run_specs(config, swarm, mixtures, purpose=purpose, first_variant=first_variant)
+    specs = build_run_specs(config, swarm, mixtures, purpose=purpose, first_variant=first_variant, round=round)
     existing = swarm.read_run_files("spec.json")
     for spec in specs:
         old = existing.get(spec.run_name)
+        if old is not None:
+            old = {"round": 0, **old}  # specs written before adaptive rounds existed are round 0
         new = spec.model_dump(mode="json")
         if old is not None and old != new:
             fields = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
