@@ -37,8 +37,11 @@ logging.getLogger("prefect.flow_runs").addFilter(_ReportedFailure())
 
 
 def resolve_config(config: str | dict[str, Any] | ExperimentConfig) -> ExperimentConfig:
-    """A config from a path/URL, a mapping, or a config (bad input raises ConfigError: the flow fails at once)."""
-    return load_config(config)
+    """A config from a path/URL, a mapping, or a config (bad input raises ConfigError: the flow fails at once);
+    a `reuse:` block is resolved to the explicit config (existing's ratios, the reduced swarm's size)."""
+    from olmix_core.reuse import resolved
+
+    return resolved(load_config(config))
 
 
 def resolve_group_id(group_id: str | None) -> str:

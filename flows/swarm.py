@@ -21,10 +21,11 @@ from flows._fit import fit_propose_verify
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError
 from olmix_core.metadata import update_metadata
+from olmix_core.reuse import plan_for, record_plan
 from olmix_core.rounds import check_rounds
 from olmix_core.sampling import read_mixtures_file
 from olmix_core.stages.results import results_source
-from olmix_core.swarm import ensure_data
+from olmix_core.swarm import ensure_data, finish_without_swarm
 from tasks._common import in_store, open_swarm_store
 from tasks.evals import emit_eval_script
 from tasks.launch import poll_runs, submit_runs
@@ -32,6 +33,13 @@ from tasks.setup import count_priors, sample_mixtures, write_run_specs
 from tasks.summary import swarm_summary
 
 DEFAULT_CONFIG = "configs/examples/local-tiny.yaml"
+
+
+def reuse_plan(cfg, swarm_store):
+    """The reuse plan, recorded in the store (reuse_plan.json, metadata's `reuse`) for the summary."""
+    plan = plan_for(cfg)
+    record_plan(swarm_store, plan)
+    return plan
 
 
 @flow(name="olmix", description="One swarm: sample mixtures, train proxies, pull results, fit, propose, verify.",
@@ -107,6 +115,14 @@ def _swarm(cfg: ExperimentConfig, gid: str, kind: str, wait: bool, poll_interval
     source = results_source(eval_mode, kind)
     log.info("swarm %s, group %s, %d variants, launcher %s, store %s", cfg.name, gid, cfg.variants, kind, swarm_store.url())
 
+    if cfg.reuse is not None:
+        plan = reuse_plan(cfg, swarm_store)
+        log.info("%s", plan.summary())
+        if not plan.needs_swarm:
+            weights = finish_without_swarm(cfg, plan, gid, None).proposed_weights
+            swarm_summary(cfg, gid, "done: no swarm needed", note="reuse: only removals; the final mixture is the previous one "
+                                                                  "renormalised: " + ", ".join(f"`{k}` {v:.4f}" for k, v in (weights or {}).items()))
+            return {"name": cfg.name, "group_id": gid, "store": swarm_store.url(), "runs": 0, "status": "no swarm needed", "proposal": weights}
     ensure_data(cfg)  # configs that train on `olmix demo-data` get it generated (seeded; kept when present)
     given = read_mixtures_file(mixtures_file) if mixtures_file else None
     priors = in_store(count_priors, cfg)(cfg, gid)

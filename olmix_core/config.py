@@ -363,6 +363,50 @@ class OfflineEvalConfig(_Strict):
         return v
 
 
+EXISTING = "existing"  # the virtual domain of a reuse update: the frozen leaves at their previous ratios
+
+
+class ReuseConfig(_Strict):
+    """Mixture reuse after a domain-set update (see docs/reuse.md and `olmix_core.reuse`).
+
+    `partial` freezes every leaf present in the previous mixture and in this config (and not in `recompute`) into one
+    virtual domain `existing` at the previous ratios renormalised, and swarms over {existing, free leaves} only.
+    `full` ignores the previous mixture for the swarm (every current leaf is free, as without `reuse`) and only keeps
+    the lineage: the baseline that reuse is measured against.
+    """
+
+    previous: str | None = Field(None, description=(
+        "`proposed_weights.json` of a previous fit, or a `{leaf: weight}` JSON/YAML file (path or fsspec URL)."
+    ))
+    recompute: list[str] = Field(default_factory=list, description="Leaves or sources to free again (changed data).")
+    mode: Literal["partial", "full"] = Field("partial", description=(
+        "`partial`: swarm over `existing` plus the free leaves; `full`: every current leaf is free (the baseline)."
+    ))
+    frozen: dict[str, float] | None = Field(None, description=(
+        "`existing`'s inner ratios `{leaf: ratio}` (sum 1), resolved from `previous` by `olmix mix reuse`."
+    ))
+
+    @field_validator("frozen")
+    @classmethod
+    def _frozen(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        bad = {k: w for k, w in v.items() if not (0.0 <= w <= 1.0)}
+        if bad:
+            raise ValueError(f"ratios must be in [0, 1] (got {bad})")
+        if v and abs(sum(v.values()) - 1.0) > 1e-6:
+            raise ValueError(f"ratios sum to {sum(v.values()):.6f}, not 1")
+        return v
+
+    @model_validator(mode="after")
+    def _source(self) -> "ReuseConfig":
+        if self.previous is None and self.frozen is None:
+            raise ValueError("set `previous` (the previous mixture) or `frozen` (existing's ratios)")
+        if self.previous is not None and any(ord(c) < 32 for c in self.previous):
+            raise ValueError("previous: control characters are not allowed")
+        return self
+
+
 class ExperimentConfig(_Strict):
     """One swarm: sources, sampling knobs, proxy training, infrastructure, evals, storage."""
 
@@ -460,6 +504,10 @@ class ExperimentConfig(_Strict):
     storage_root: str = Field(DEFAULT_STORAGE_ROOT, description="The artifact store: a local folder, `s3://…` or `gs://…`.")
     priors: PriorsConfig | None = Field(None, description=(
         "Known token counts: skips file listing (output of `olmix priors compute`)."
+    ))
+    reuse: ReuseConfig | None = Field(None, description=(
+        "Mixture reuse after a domain-set update: freeze the previous mixture's untouched leaves into the virtual "
+        "domain `existing` ([reuse](../reuse.md))."
     ))
 
     _free_text: ClassVar[frozenset[str]] = frozenset({"description"})
@@ -577,6 +625,15 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"priors.token_counts: no count for leaves {missing}")
         for label in self.eval_sources:
             check_name(label, "eval_sources label")
+        if self.reuse is not None:
+            if EXISTING in source_names:
+                raise ValueError(f"reuse: a source may not be named {EXISTING!r} (the virtual domain of reuse)")
+            unknown = sorted(set(self.reuse.recompute) - source_names - leaves)
+            if unknown:
+                raise ValueError(f"reuse.recompute: unknown sources or leaves {unknown}")
+            unknown = sorted(set(self.reuse.frozen or {}) - leaves)
+            if unknown:
+                raise ValueError(f"reuse.frozen: leaves not in the config's sources {unknown}")
         longest = max_swarm_name_length(self.variants)
         if len(self.name) > longest:
             raise ValueError(f"name: {len(self.name)} characters; with {self.variants} variants at most {longest} fit in a "

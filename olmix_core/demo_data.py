@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: source f (for the reuse demo); a–e and the target are unchanged
 VOCAB = 256  # ordinary tokens 0..255
 EOS_TOKEN_ID = 256
 PAD_TOKEN_ID = 257
@@ -48,6 +48,7 @@ SOURCES: tuple[SourceSpec, ...] = (
     SourceSpec("c", 500_000, 128, 4, 1.0, 300),
     SourceSpec("d", 400_000, 128, 6, 0.5, 120),
     SourceSpec("e", 300_000, 160, 6, 1.0, 260),
+    SourceSpec("f", 300_000, 96, 4, 0.5, 200),  # not in the target: what the reuse demo adds (local-tiny-update)
 )
 TARGET_MIXTURE: dict[str, float] = {"a": 0.1, "b": 0.35, "c": 0.3, "d": 0.05, "e": 0.2}
 TRAIN_FILES_PER_SOURCE = 2

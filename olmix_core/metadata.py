@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from olmix_core.reuse import ReuseLineage
+
 if TYPE_CHECKING:
     from olmix_core.store import SwarmStore
 
@@ -100,6 +102,7 @@ class SwarmMetadata(BaseModel):
     eval_script: EvalScriptInfo | None = None
     last_fit: LastFit | None = None
     orchestration: Orchestration = Orchestration()
+    reuse: ReuseLineage | None = None  # a reuse update: which previous swarm/fit it reused (olmix_core.reuse)
 
     @model_validator(mode="before")
     @classmethod

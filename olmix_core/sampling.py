@@ -362,7 +362,12 @@ def repetition_factors(p: SamplingProblem, w: np.ndarray) -> np.ndarray:
 
 
 def generate_mixtures(config: ExperimentConfig, token_counts: dict[str, int]) -> list[dict[str, list[float]]]:
-    """The swarm's mixtures in the seed's format: one `{leaf: [weight, repetition_factor]}` per variant."""
+    """The swarm's mixtures in the seed's format: one `{leaf: [weight, repetition_factor]}` per variant (over
+    {existing, free leaves} when the config reuses a mixture: `olmix_core.reuse.reduced_config`)."""
+    if config.reuse is not None:
+        from olmix_core.reuse import reduced_config, resolved
+
+        config, token_counts = reduced_config(resolved(config), token_counts)
     p = build_problem(config, token_counts)
     w = sample_weights(p, config.variants, config.seed, config.sample_multiplier)
     reps = repetition_factors(p, w)

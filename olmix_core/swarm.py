@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from olmix_core import stages
 from olmix_core.config import ExperimentConfig
+from olmix_core.reuse import ReuseLineage, ReusePlan, lineage, resolve_reuse
 from olmix_core.runspec import RunState, RunStatus
 from olmix_core.stages.runs import state_counts
 from olmix_core.stages.verification import VerifyResult
@@ -37,9 +38,11 @@ class SwarmOutcome(BaseModel):
     included_runs: list[str]
     fit_id: str | None = None
     fit_dir: str | None = None
-    proposed_weights: dict[str, float] | None = None
+    proposed_weights: dict[str, float] | None = None  # over every leaf (a reuse swarm's proposal expanded)
+    reduced_weights: dict[str, float] | None = None  # a reuse swarm's proposal over {existing, free leaves}
     predicted_objective: float | None = None
     verify: VerifyResult | None = None
+    reuse: ReuseLineage | None = None  # when the config reuses a mixture
     seconds: dict[str, float] = {}
     files: dict[str, str] = {}
     rounds: list[dict[str, Any]] = []  # adaptive swarms: one `rounds.RoundSummary` per round
@@ -105,6 +108,11 @@ def run_swarm(
         seconds[stage] = round(now - clock, 3)
         clock = now
 
+    config, plan = resolve_reuse(config)
+    if plan is not None:
+        _say(progress, plan.summary())
+        if not plan.needs_swarm:
+            return finish_without_swarm(config, plan, group_id, output_dir)
     ensure_data(config, progress)
     prepared = stages.prepare(config, group_id, launcher="local")
     swarm, specs = prepared.swarm, prepared.specs
@@ -147,6 +155,7 @@ def run_swarm(
         fit_dir = _fit_folder(swarm, fit.fit_id, output_dir)
         outcome.fit_id, outcome.fit_dir = fit.fit_id, fit_dir
         outcome.proposed_weights, outcome.predicted_objective = proposal.weights, proposal.predicted_objective
+        outcome.reduced_weights = proposal.reduced_weights
         outcome.files.update({k: posixpath.join(fit_dir, v) for k, v in {**fit.files, **proposal.files}.items()})
         _say(progress, f"fit {fit.fit_id}: predicted objective {proposal.predicted_objective:.4f}; proposal {_fmt_weights(proposal.weights)}")
         if verify:
@@ -161,8 +170,32 @@ def run_swarm(
         launcher.cancel()
         raise
     outcome.seconds = seconds
+    outcome.reuse = lineage(plan) if plan is not None else None
     stages.record_fit(swarm, pulled, fit, proposal, outcome.verify.actual_objective if outcome.verify else None)
     return outcome
+
+
+def finish_without_swarm(config: ExperimentConfig, plan: ReusePlan, group_id: str | None, output_dir: str | None) -> SwarmOutcome:
+    """A reuse update that only removes leaves: no runs; the plan's final mixture is the proposal, stored as
+    fits/final/proposed_weights.json (and in `output_dir`) so the next update can reuse it."""
+    from olmix_core.metadata import update_metadata
+    from olmix_core.reuse import EXPANDED_FILE, record_plan, write_final_weights
+    from olmix_core.stages.setup import store_config
+
+    swarm = stages.open_swarm(config, group_id)
+    store_config(config, swarm)
+    update_metadata(swarm, name=config.name, group_id=swarm.group_id, run_names=[])
+    record_plan(swarm, plan)
+    weights = plan.final_weights or {}
+    files = {"proposed_weights": write_final_weights(swarm.url("fits", "final", "proposed_weights.json"), weights)}
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        for name in ("proposed_weights.json", EXPANDED_FILE):
+            files[name.removesuffix(".json")] = write_final_weights(os.path.abspath(os.path.join(output_dir, name)), weights)
+    return SwarmOutcome(
+        group_id=swarm.group_id, swarm_url=swarm.url(), output_dir=output_dir, runs={}, included_runs=[], fit_id="final",
+        proposed_weights=weights, files=files, reuse=lineage(plan),
+    )
 
 
 def _fit_folder(swarm: SwarmStore, fit_id: str, output_dir: str | None) -> str:

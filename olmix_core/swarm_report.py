@@ -66,6 +66,7 @@ class SwarmView(BaseModel):
     config_url: str | None = None  # the stored config.yaml (what the resume commands use)
     eval_script: str | None = None
     note: str | None = None
+    reuse: str | None = None  # a reuse update's lineage line (olmix_core.reuse.ReuseLineage.line)
     rounds: list[dict[str, Any]] = []  # adaptive swarms: `rounds.RoundSummary` per round so far
 
 
@@ -226,6 +227,8 @@ def summary_markdown(
     lines.append(f"- runs' folders and logs: `{view.store}/runs/<run>/` (`status.json`, `train.log`, `result.json`)")
     if view.eval_script:
         lines.append(f"- offline eval script: `{view.eval_script}`")
+    if view.reuse:
+        lines.append(f"- {view.reuse}")
     if view.note:
         lines += ["", view.note]
     if view.rounds:

@@ -35,6 +35,7 @@ def swarm_view(config: ExperimentConfig, group_id: str, stage: str, statuses: di
         verify_runs=list(meta.verify_runs), launcher=meta.orchestration.launcher or meta.launcher,
         config_url=swarm.url(SwarmStore.CONFIG) if swarm.store.exists(swarm.key(SwarmStore.CONFIG)) else None,
         eval_script=meta.eval_script.url if meta.eval_script else None, note=note,
+        reuse=meta.reuse.line() if meta.reuse else None,
         rounds=[r.model_dump(mode="json") for r in stored_summaries(swarm)],
     )
 

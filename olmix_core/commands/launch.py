@@ -158,9 +158,15 @@ def validate(config_path: str) -> None:
     to; exit 1 with the errors otherwise."""
     from olmix_core import stages
     from olmix_core.config import ExperimentConfig
+    from olmix_core.reuse import resolve_reuse
     from olmix_core.sampling import build_problem
 
-    config = ExperimentConfig.from_yaml(config_path)
+    config, plan = resolve_reuse(ExperimentConfig.from_yaml(config_path))  # a reuse update: its reduced swarm's size
+    if plan is not None:
+        click.echo(plan.summary())
+        if not plan.needs_swarm:
+            click.echo(f"ok: {config_path} is valid (no swarm needed)")
+            return
     # the prepare stage in memory: raises when the data, caps or constraints admit too few mixtures
     priors = stages.prepare(config, dry_run=True).priors
     check_eval_sources(config)

@@ -1,5 +1,5 @@
-"""`olmix mix generate` (sample a swarm's mixtures from a config) and `olmix mix next` (the next batch of an
-adaptive swarm, chosen by batch Bayesian optimisation on the swarm's results)."""
+"""`olmix mix generate|reuse|expand|next`: sample a swarm's mixtures; plan a reuse update and expand its proposal;
+the next batch of an adaptive swarm (batch Bayesian optimisation on the swarm's results)."""
 
 from __future__ import annotations
 
@@ -38,10 +38,15 @@ def generate(config_path: str, output: str, seed: int | None, variants: int | No
     if overrides:
         config = ExperimentConfig.from_dict({**config.model_dump(mode="json"), **overrides}, config_path)
     priors = compute_priors(config, ArtifactStore(config.storage_root))
+    from olmix_core.reuse import domains_of, reduced_fit_inputs, resolved
+
+    config = resolved(config)
     mixtures = generate_mixtures(config, priors["token_counts"])
     write_local_file(output, json.dumps(mixtures, indent=2))
-    click.echo(f"{len(mixtures)} mixtures over {len(config.leaf_names())} leaves -> {output}")
-    click.echo(format_summary(summary_rows(mixtures, config.leaf_names(), priors["relative_sizes"])))
+    domains = domains_of(config)
+    sizes = reduced_fit_inputs(config, {"constraints": {"repetition_factor": 1.0}}, priors)[1]["relative_sizes"]
+    click.echo(f"{len(mixtures)} mixtures over {len(domains)} domains -> {output}")
+    click.echo(format_summary(summary_rows(mixtures, domains, sizes)))
 
 
 def format_summary(rows: list[dict]) -> str:
@@ -56,6 +61,79 @@ def format_summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+@mix.command()
+@config_option
+@click.option("--previous", default=None, help="The previous mixture: a fit's proposed_weights.json or a {leaf: weight} JSON/YAML file (path or URL); default: the config's reuse.previous.")
+@click.option("--recompute", default=None, help="Comma-separated leaves or sources to free again (changed data); added to reuse.recompute.")
+@click.option("--mode", type=click.Choice(["partial", "full"]), default=None, help="partial: freeze untouched leaves into `existing` (default); full: recompute every leaf.")
+@click.option("--output-config", "-o", required=True, type=click.Path(dir_okay=False), help="Where to write the explicit config (existing's ratios in reuse.frozen).")
+@handle_errors
+def reuse(config_path: str, previous: str | None, recompute: str | None, mode: str | None, output_config: str) -> None:
+    """Plan a reuse update of CONFIG against the previous mixture and write the explicit config: frozen leaves (in
+    `existing`, at their previous ratios renormalised), free leaves, and the swarm size for the reduced swarm."""
+    import yaml
+
+    from olmix_core.config import ExperimentConfig
+    from olmix_core.errors import ConfigError
+    from olmix_core.reuse import read_text, resolve_reuse
+
+    config = ExperimentConfig.from_yaml(config_path)
+    block = config.reuse.model_dump(mode="json", exclude_none=True) if config.reuse else {}
+    if previous is not None:
+        block["previous"] = previous
+        block.pop("frozen", None)
+    if recompute:
+        block["recompute"] = list(dict.fromkeys([*block.get("recompute", []), *(x.strip() for x in recompute.split(",") if x.strip())]))
+    if mode is not None:
+        block["mode"] = mode
+    if "previous" not in block and "frozen" not in block:
+        raise ConfigError("--previous: the config has no reuse.previous; name the previous mixture")
+    raw = yaml.safe_load(read_text(config_path, "--config"))  # as written: an unset `variants` stays unset
+    raw["reuse"] = block
+    try:
+        explicit, plan = resolve_reuse(ExperimentConfig.from_dict(raw, config_path))
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("reuse.previous", "--previous").replace("reuse.recompute", "--recompute")) from None
+    assert plan is not None
+    with open(output_config, "w") as f:
+        f.write(explicit.to_yaml())
+    click.echo(plan.summary())
+    click.echo(f"explicit config -> {output_config}")
+    if not plan.needs_swarm:
+        click.echo(f"no swarm needed; `olmix mix expand --config {output_config} --output full.json` writes the final mixture")
+
+
+@mix.command()
+@config_option
+@click.option("--proposal", default=None, help="A reduced proposal ({existing, free leaves}: the reuse fit's proposed_weights.json); omit when the update needs no swarm.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Where to write the mixture over every leaf (JSON).")
+@handle_errors
+def expand(config_path: str, proposal: str | None, output: str) -> None:
+    """Expand a reduced proposal over every leaf: existing's weight times the frozen ratios, plus the free leaves."""
+    from olmix_core.config import ExperimentConfig
+    from olmix_core.errors import ConfigError, DataError
+    from olmix_core.fit.tables import load_mixture
+    from olmix_core.reuse import domains_of, expand_weights, plan_for
+
+    config = ExperimentConfig.from_yaml(config_path)
+    if config.reuse is None:
+        raise ConfigError(f"--config: {config_path} has no reuse block (write one with `olmix mix reuse`)")
+    if proposal is None:
+        plan = plan_for(config)
+        if plan.needs_swarm:
+            raise ConfigError(f"--proposal: the update frees {plan.free}, so it needs the reduced swarm's proposal")
+        weights = dict(plan.final_weights or {})
+    else:
+        try:
+            weights = expand_weights(config, load_mixture(proposal, domains_of(config), "proposal"))
+        except DataError as e:
+            raise DataError(f"--proposal: {e}") from None
+    with open(output, "w") as f:
+        json.dump(weights, f, indent=2)
+        f.write("\n")
+    click.echo(f"{len(weights)} leaves -> {output}")
+    for leaf, w in weights.items():
+        click.echo(f"  {leaf:<24} {w:.6f}")
 @mix.command("next")
 @click.option("--ratios", required=True, help="The swarm's mixture ratios CSV (as for `olmix fit`).")
 @click.option("--metrics", required=True, help="The swarm's metrics CSV, joined with the ratios on the run id.")

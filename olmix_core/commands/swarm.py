@@ -34,6 +34,10 @@ def swarm(config_path: str, output_dir: str | None, group_id: str | None, no_ver
     except NoRunSucceeded as e:
         raise NoRunSucceeded(f"{e}; see `olmix launch status --group-id {e.group_id}`", group_id=e.group_id) from None
     click.echo(f"group {outcome.group_id}: {len(outcome.included_runs)} runs fitted; store {outcome.swarm_url}")
+    if outcome.reuse is not None:
+        click.echo(outcome.reuse.line())
+    if outcome.reduced_weights is not None:
+        click.echo("reduced proposal: " + ", ".join(f"{k}={v:.4f}" for k, v in outcome.reduced_weights.items()))
     if outcome.rounds:
         click.echo(format_rounds(outcome.rounds))
     click.echo("proposed mixture: " + ", ".join(f"{k}={v:.4f}" for k, v in (outcome.proposed_weights or {}).items()))

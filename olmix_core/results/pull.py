@@ -196,7 +196,9 @@ def pull_results(
         except ValueError as e:
             raise ConfigError(str(e)) from None
     group_id = swarm.group_id
-    leaves = config.leaf_names()
+    from olmix_core.reuse import domains_of, reduce_weights
+
+    leaves = domains_of(config)  # a reuse swarm's table has one `existing` column for the frozen leaves
     state = _load_state(output_dir, swarm)
     source_key = {
         "source": source,
@@ -273,7 +275,8 @@ def pull_results(
         if raw is None:
             excluded[run] = "no mixture weights (not in the store, not in the source)"
             continue
-        checked = _check_weights(raw, leaves)
+        reduced = reduce_weights(config, raw)
+        checked = reduced if isinstance(reduced, str) else _check_weights(reduced, leaves)
         if isinstance(checked, str):
             excluded[run] = checked
         else:

@@ -21,6 +21,7 @@ from olmix_core.config import ExperimentConfig
 from olmix_core.fit.options import FitOptions, options_from_experiment
 from olmix_core.fit.predicted import read_predicted
 from olmix_core.metadata import LastFit, update_metadata
+from olmix_core.reuse import EXPANDED_FILE, expand_weights, propose_expanded, reduced_fit_inputs
 from olmix_core.runspec import now_iso
 from olmix_core.stages.results import TABLES, Pulled
 from olmix_core.store import SwarmStore
@@ -42,7 +43,8 @@ class FitSummary(BaseModel):
 
 class ProposalSummary(BaseModel):
     fit_id: str
-    weights: dict[str, float]
+    weights: dict[str, float]  # over every leaf
+    reduced_weights: dict[str, float] | None = None  # a reuse swarm's proposal over {existing, free leaves}
     prior: dict[str, float]
     objective: str  # its definition, e.g. a metric name or "mean of 6 metrics"
     predicted_objective: float
@@ -77,12 +79,12 @@ def fit(
     from olmix_core.fit import run_fit
 
     tables = {name: swarm.store.read_text(swarm.results_key(name)) for name in TABLES}
-    options = fit_options(config)
+    options, priors = reduced_fit_inputs(config, fit_options(config), _priors(swarm))
     fit_id = fit_id_for(tables["ratios.csv"], tables["metrics.csv"], options)
     for name, text in tables.items():
         swarm.store.write_text(swarm.fit_key(fit_id, name), text)
     result = run_fit(swarm.url("fits", fit_id, "ratios.csv"), swarm.url("fits", fit_id, "metrics.csv"), swarm.url("fits", fit_id),
-                     options.fitting_only(), priors=_priors(swarm), progress=progress)
+                     options.fitting_only(), priors=priors, progress=progress)
     report = result.report  # JSON-safe: NaN scores are None
     cv = {m: info["cv"] for m, info in report["metrics"].items()}
     chosen = {m: info["chosen"] for m, info in report["metrics"].items()}
@@ -97,12 +99,22 @@ def propose(config: ExperimentConfig, swarm: SwarmStore, fit_id: str) -> Proposa
     from olmix_core.fit import propose_from_fit
 
     fit_dir = swarm.url("fits", fit_id)
-    result = propose_from_fit(f"{fit_dir}/ratios.csv", f"{fit_dir}/metrics.csv", fit_dir, fit_options(config), priors=_priors(swarm))
+    tables = (f"{fit_dir}/ratios.csv", f"{fit_dir}/metrics.csv")
+    options, priors = reduced_fit_inputs(config, fit_options(config), _priors(swarm))
+    result = propose_from_fit(*tables, fit_dir, options, priors=priors)
+    weights = {k: float(v) for k, v in (result.proposed_weights or {}).items()}
+    reduced = None
+    if config.reuse is not None:  # a reduced swarm: the proposal over every leaf is what gets verified and reused
+        result, _ = propose_expanded(config, result, *tables, fit_dir, options, priors)
+        result.files["proposed_weights_expanded"] = EXPANDED_FILE
+        reduced = {k: float(v) for k, v in (result.proposed_weights or {}).items()}
+        weights = expand_weights(config, reduced)
     predicted_url = swarm.url("fits", fit_id, result.files["predicted_performance"])
     perf = read_predicted(predicted_url)
     objective = perf.objective
     return ProposalSummary(
-        fit_id=fit_id, weights={k: float(v) for k, v in (result.proposed_weights or {}).items()}, prior=perf.prior_weights,
+        fit_id=fit_id, weights=weights, reduced_weights=reduced,
+        prior=perf.prior_weights if reduced is None else expand_weights(config, perf.prior_weights),
         objective=objective.definition, predicted_objective=float(objective.predicted), prior_objective=float(objective.at_prior),
         predicted=perf.predicted_metrics(), proposer=perf.proposer,
         weights_url=swarm.url("fits", fit_id, result.files["proposed_weights"]), predicted_url=predicted_url,

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from olmix_core.config import ExperimentConfig
+from olmix_core.config import EXISTING, ExperimentConfig
 from olmix_core.errors import ConfigError, DataError, InfeasibleError
 from olmix_core.metadata import EvalScriptInfo, update_metadata
 from olmix_core.names import check_group_id, new_group_id, parse_run_name
@@ -63,7 +63,12 @@ def store_priors(config: ExperimentConfig, swarm: SwarmStore, write: bool = True
 
 def check_mixtures(config: ExperimentConfig, token_counts: dict[str, int], mixtures: list[Mixture], where: str = "mixtures") -> list[Mixture]:
     """Validate given mixtures against the config (known leaves, weights summing to 1, token caps) and fill in
-    repetition factors: `max(1, weight × target_tokens / tokens)`."""
+    repetition factors: `max(1, weight × target_tokens / tokens)`. A reuse config's mixtures may be over its reduced
+    domains (`existing` + free leaves)."""
+    if config.reuse is not None and any(EXISTING in m for m in mixtures):
+        from olmix_core.reuse import reduced_config, resolved
+
+        config, token_counts = reduced_config(resolved(config), token_counts)
     caps = config.leaf_repetition_caps()
     leaves = config.leaf_names()
     target = config.target_tokens
@@ -136,6 +141,10 @@ def store_run_specs(
 ) -> list[RunSpec]:
     """Build and write (unless `write` is false) one spec per mixture; a stored spec that differs from the new one
     is an error (it would change a run that may already have trained)."""
+    if config.reuse is not None:  # a reduced swarm trains on real leaves: existing's weight × the frozen ratios
+        from olmix_core.reuse import expand_mixtures
+
+        mixtures = expand_mixtures(config, mixtures, store_priors(config, swarm, write=write)["token_counts"])
     specs = build_run_specs(config, swarm, mixtures, purpose=purpose, first_variant=first_variant, round=round)
     existing = swarm.read_run_files("spec.json")
     for spec in specs:
@@ -245,7 +254,16 @@ def prepare(
     dry_run: bool = False,
 ) -> Prepared:
     """Every step up to submission: priors, mixtures (`mixtures`, else the group's stored ones, else sampled), run
-    specs, config and metadata in the store. `dry_run`: the same steps reading the store but writing nothing."""
+    specs, config and metadata in the store. `dry_run`: the same steps reading the store but writing nothing.
+    A `reuse:` config is resolved first (olmix_core.reuse) and its plan recorded with the swarm."""
+    from olmix_core.reuse import record_plan, resolve_reuse
+
+    config, plan = resolve_reuse(config)
+    if plan is not None and not plan.needs_swarm:
+        raise ConfigError(
+            "reuse: the update only removes leaves, so there is no swarm to launch; the final mixture is the previous one "
+            "renormalised (`olmix swarm` or `olmix mix expand` writes it)"
+        )
     swarm = open_swarm(config, group_id)
     if not dry_run:
         swarm.store.check_writable()  # a read-only or impossible storage_root fails here, before any work
@@ -255,6 +273,7 @@ def prepare(
         specs = store_run_specs(config, swarm, mixes, write=False)
     else:
         specs = write_specs(config, swarm, mixes, launcher or config.launcher)
+        record_plan(swarm, plan)
     return Prepared(swarm=swarm, priors=priors, mixtures=mixes, specs=specs, dry_run=dry_run)
 
 

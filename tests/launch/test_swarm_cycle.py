@@ -121,7 +121,8 @@ def _local_tiny(tmp_path, variants: int, steps: int) -> str:
     cfg = json.loads(text)
     batch = cfg["training"]["global_batch_size"]
     cfg.update(variants=variants, max_tokens=steps * batch, storage_root=str(tmp_path / "store"))
-    cfg["fit"] = {**cfg.get("fit", {}), "metrics": [cfg["fit"]["objective"]]}
+    filtering = cfg["fit"]["filtering"]
+    filtering["metrics"] = [filtering["objective"]]
     path = tmp_path / "local-tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     ExperimentConfig.from_yaml(path)
