@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PREFECT_PORT ?= 4200
 PREFECT_ENV := PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT=$(PREFECT_PORT)
 
-.PHONY: install lint browser test test-fast demo server serve bench clean
+.PHONY: install lint browser test test-fast demo server serve bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,10 @@ server: install
 
 serve: install
 	$(PREFECT_ENV) $(BIN)/python -m deployments.serve
+
+docs: install
+	$(BIN)/python -m olmix_core.docs_gen
+	$(BIN)/python -m deployments.reference
 
 bench: install
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

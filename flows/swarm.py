@@ -63,20 +63,29 @@ def swarm(
 
     Args:
         config: experiment config: a path or URL (s3://, gs://) of a YAML file, or the config itself as a mapping.
-        group_id: resume this swarm (8 hex characters); default: a new id, stable across retries of this flow run.
-        launcher: `local` | `beaker` | `inprocess` (simulated runs, for tests); default: the config's `launcher`.
-        wait: wait for the runs (else: submit, emit the eval script and leave the rest to the re-fit).
+        group_id: resume this swarm (8 hex characters); default: a new id derived from the flow run id, which a
+            retry of the same flow run (the UI's "Retry") keeps.
+        launcher: `local` | `beaker` | `inprocess` (simulated runs: tests and benchmarks); default: the config's
+            `launcher`.
+        wait: wait for the runs; `false`: submit, emit the eval script and return (the re-fit takes over).
         poll_interval: seconds between status polls of the whole group.
-        eval_mode: `inloop` (fit on the in-loop metrics as soon as runs finish) or `offline` (emit the eval
-            script; the evals watcher and the re-fit take over when offline results land).
+        eval_mode: `inloop`: fit on the runs' in-loop metrics as soon as they finish (local records; WandB for
+            Beaker); `offline`: emit `olmix-{group}.sh` and leave the swarm open for the evals watcher and the
+            re-fit, which take over when offline results land.
         verify: train one more proxy on the proposed mixture and report its actual objective.
-        timeout_s: give up polling after this many seconds (the runs keep going; re-run to wait again).
+        timeout_s: stop waiting after this many seconds: the poll task fails naming the unfinished runs and the
+            group id to re-run with (the runs keep going).
         mixtures_file: use these mixtures (JSON) instead of sampling.
-        launcher_options: options of the inprocess launcher (InProcessOptions).
+        launcher_options: options of the `inprocess` launcher (InProcessOptions: `run_s`, `jitter`,
+            `preempt_fraction`, `fail_fraction`, `always_fail`, `noise`, `seed`).
         rounds: adaptive swarm: rounds in all (1 = the sampled swarm only); each further round is a sub-flow that
             fits, chooses `round_variants` new runs by batch Bayesian optimisation and trains them (flows/adaptive.py).
         round_variants: runs per further round (default: half the config's variants).
         min_improvement: stop the rounds when the next batch's expected improvement (objective units) is below this.
+
+    Returns:
+        A summary: group id, store URL, runs succeeded/failed, polling rounds, fit id and URL, objective, proposal,
+        predicted and prior objective, and the verification (`verify.json`, the same record `olmix swarm` writes).
     """
     cfg = gid = None
     try:

@@ -109,10 +109,12 @@ def _repetition(v: float | None) -> float | None:
 class TopicConfig(_Strict):
     """A topic inside a source; its leaf is named `source:topic`."""
 
-    name: str
-    paths: list[str] = Field(min_length=1)
-    weight: float | None = None
-    max_repetition_factor: float | None = None
+    name: str = Field(description="Topic name; the leaf is `source:topic`.")
+    paths: list[str] = Field(min_length=1, description="Token files, folders or globs (local, `s3://`, `gs://`).")
+    weight: float | None = Field(None, description="Fixes the topic's share inside its source, in [0, 1].")
+    max_repetition_factor: float | None = Field(
+        None, description="Repetition cap of this topic (≥ 1); default: its source's `max_repetition_factor`."
+    )
 
     _name = field_validator("name")(lambda v: check_name(v, "topic name"))
 
@@ -123,11 +125,13 @@ class TopicConfig(_Strict):
 class SourceConfig(_Strict):
     """A data source: either `paths` (one leaf) or `topics` (one leaf per topic)."""
 
-    name: str
-    paths: list[str] | None = None
-    topics: list[TopicConfig] | None = None
-    max_repetition_factor: float = 1.0
-    weight: float | None = None
+    name: str = Field(description="Source name.")
+    paths: list[str] | None = Field(
+        None, description="Files, folders or globs (local, `s3://`, `gs://`); exactly one of `paths` / `topics`."
+    )
+    topics: list[TopicConfig] | None = Field(None, description="Topics of this source, one leaf each.")
+    max_repetition_factor: float = Field(1.0, description="How often this source's tokens may be repeated (≥ 1).")
+    weight: float | None = Field(None, description="Fixes the source's share in every mixture, in [0, 1].")
 
     _name = field_validator("name")(lambda v: check_name(v, "source name"))
 
@@ -163,36 +167,42 @@ class SourceConfig(_Strict):
 class PriorsConfig(_Strict):
     """Known token counts per leaf: skips listing the files."""
 
-    token_counts: dict[str, int]
-    relative_sizes: dict[str, float] | None = None
+    token_counts: dict[str, int] = Field(description="`{leaf: tokens}` for every leaf (output of `olmix priors compute`).")
+    relative_sizes: dict[str, float] | None = Field(None, description="`{leaf: share of all tokens}`.")
 
 
 class WandbConfig(_Strict):
-    mode: Literal["off", "offline", "online"] = "off"
-    project: str = "olmix"
-    entity: str | None = None
+    """WandB logging of the proxy runs (online needs `WANDB_API_KEY` in the environment)."""
+
+    mode: Literal["off", "offline", "online"] = Field("off", description="`off`, `offline` or `online`.")
+    project: str = Field("olmix", description="WandB project.")
+    entity: str | None = Field(None, description="WandB entity (user or team); default: the API key's.")
 
 
 class TrainingConfig(_Strict):
     """How each proxy model is trained (olmo-core). Batch sizes are in tokens, as olmo-core counts them."""
 
-    model: str | None = None  # olmo-core preset, e.g. olmo2_1M; default: proxy_model_id, else a tiny custom shape
-    d_model: int | None = None  # custom shape (used when model is "tiny"/None and no preset applies)
-    n_layers: int | None = None
-    n_heads: int | None = None
-    vocab_size: int | None = None  # custom vocab for local data
-    eos_token_id: int | None = None
-    pad_token_id: int | None = None
-    global_batch_size: int | None = None  # tokens per step; default 16 sequences
-    microbatch_size: int | None = None  # tokens per rank micro-batch; default = global batch
-    learning_rate: float = 4e-3
-    weight_decay: float = 0.1
-    warmup_fraction: float = 0.1
-    checkpoint_interval: int | None = None  # steps; default: only at the end
-    threads_per_run: int = 1
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    wandb: WandbConfig = WandbConfig()
-    checkpoint_root: str | None = None  # default: {storage_root}/checkpoints
+    model: str | None = Field(None, description=(
+        "olmo-core preset (`olmo2_1M`, `olmo2_14M`, `olmo2_30M`, `olmo2_60M`, `olmo2_190M`, `olmo2_1B`, …) or `tiny`; "
+        "default: a custom shape from `d_model`/`n_layers`/`n_heads` if any is set, else the `proxy_model_id` preset, "
+        "else a tiny default (64/2/4)."
+    ))
+    d_model: int | None = Field(None, description="Custom shape: model width (used when no preset applies).")
+    n_layers: int | None = Field(None, description="Custom shape: number of layers.")
+    n_heads: int | None = Field(None, description="Custom shape: number of attention heads.")
+    vocab_size: int | None = Field(None, description="Custom vocabulary size (local/demo data); overrides a named tokenizer's.")
+    eos_token_id: int | None = Field(None, description="Custom vocabulary: end-of-document token id.")
+    pad_token_id: int | None = Field(None, description="Custom vocabulary: padding token id.")
+    global_batch_size: int | None = Field(None, description="Tokens per optimizer step; default: 16 sequences.")
+    microbatch_size: int | None = Field(None, description="Tokens per micro-batch (per rank); default: the global batch.")
+    learning_rate: float = Field(4e-3, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.1, description="AdamW weight decay.")
+    warmup_fraction: float = Field(0.1, description="Share of steps in linear warm-up (then cosine decay).")
+    checkpoint_interval: int | None = Field(None, description="Steps between checkpoints; default: only at the end.")
+    threads_per_run: int = Field(1, description="Torch threads per local run.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` (a GPU when there is one), `cpu` or `cuda`.")
+    wandb: WandbConfig = Field(default_factory=WandbConfig, description="WandB logging.")
+    checkpoint_root: str | None = Field(None, description="Where run checkpoints go; default: `{storage_root}/checkpoints`.")
 
     @field_validator("d_model", "n_layers", "n_heads", "vocab_size", "global_batch_size", "microbatch_size", "checkpoint_interval", "threads_per_run")
     @classmethod
@@ -341,11 +351,15 @@ class BeakerConfig(_Strict):
 class OfflineEvalConfig(_Strict):
     """`olmix eval launch --backend local`: per-domain loss of each finished run's latest checkpoint on token files."""
 
-    sources: dict[str, list[str]] = {}  # eval domain label -> token files; default: evaluation.sources
-    bytes_per_token: dict[str, float] = {}  # label -> mean UTF-8 bytes per token: enables bits per byte
-    max_tokens: int | None = None  # per domain (whole documents, at least one); default: every token
-    batch_size: int = 16  # documents per forward pass
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    sources: dict[str, list[str]] = Field(
+        default_factory=dict, description="`{label: [token files]}` to evaluate on; default: `evaluation.sources`."
+    )
+    bytes_per_token: dict[str, float] = Field(default_factory=dict, description=(
+        "`{label: mean UTF-8 bytes per token}`: enables `lm:<label>:bpb` (custom byte-level vocabularies need none)."
+    ))
+    max_tokens: int | None = Field(None, description="Tokens per eval set (whole documents, at least one); default: all.")
+    batch_size: int = Field(16, description="Documents per forward pass.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto`, `cpu` or `cuda`.")
 
     @field_validator("sources")
     @classmethod
@@ -470,10 +484,16 @@ class ReuseConfig(_Strict):
     the lineage: the baseline that reuse is measured against.
     """
 
-    previous: str | None = None  # proposed_weights.json of a previous fit, or a {leaf: weight} JSON/YAML file (fsspec URL)
-    recompute: list[str] = []  # leaves or sources to free again (changed data)
-    mode: Literal["partial", "full"] = "partial"
-    frozen: dict[str, float] | None = None  # existing's inner ratios, resolved from `previous` by `olmix mix reuse`
+    previous: str | None = Field(None, description=(
+        "`proposed_weights.json` of a previous fit, or a `{leaf: weight}` JSON/YAML file (path or fsspec URL)."
+    ))
+    recompute: list[str] = Field(default_factory=list, description="Leaves or sources to free again (changed data).")
+    mode: Literal["partial", "full"] = Field("partial", description=(
+        "`partial`: swarm over `existing` plus the free leaves; `full`: every current leaf is free (the baseline)."
+    ))
+    frozen: dict[str, float] | None = Field(None, description=(
+        "`existing`'s inner ratios `{leaf: ratio}` (sum 1), resolved from `previous` by `olmix mix reuse`."
+    ))
 
     @field_validator("frozen")
     @classmethod
@@ -499,49 +519,81 @@ class ReuseConfig(_Strict):
 class ExperimentConfig(_Strict):
     """One swarm: sources, sampling knobs, proxy training, infrastructure, evals, storage."""
 
-    name: str
-    description: str = ""
-    variants: int = 16
-    seed: int = 42
-    max_tokens: int | None = None
-    proxy_model_id: str | None = None
-    chinchilla_multiple: float | None = None
-    sequence_length: int = 2048
-    dtype: DType = DType.uint32
-    tokenizer: str = "dolma2"
-    sources: list[SourceConfig]
+    name: str = Field(description="Swarm name; prefix of every run name.")
+    description: str = Field("", description="Free text.")
+    variants: int = Field(16, description="Number of mixtures (proxy runs); > 0.")
+    seed: int = Field(42, description="Sampling seed; run `i` trains with seed `seed + i`.")
+    max_tokens: int | None = Field(None, description=(
+        "Tokens per proxy run; > 0. Without it, `proxy_model_id` and `chinchilla_multiple` set it."
+    ))
+    proxy_model_id: str | None = Field(None, description=(
+        "olmo-core preset of the proxy (e.g. `olmo2_30M`); with `chinchilla_multiple` sets tokens = "
+        "20 × params × multiple when `max_tokens` is absent."
+    ))
+    chinchilla_multiple: float | None = Field(None, description="See `proxy_model_id`.")
+    sequence_length: int = Field(2048, description="Tokens per training sequence.")
+    dtype: DType = Field(DType.uint32, description="Token file dtype (`uint16` or `uint32`); token count = bytes // itemsize.")
+    tokenizer: str = Field("dolma2", description=(
+        "`dolma2`, `dolma2_sigdig`, `gpt-neox`, `gpt2`, or `custom` (see `training.vocab_size`)."
+    ))
+    sources: list[SourceConfig] = Field(description="The data sources; at least one, unique names.")
 
     # sampling
-    mix_temperature: float = 1.0
-    source_mix_temperature: float | None = None
-    topic_mix_temperature: float | None = None
-    min_strength: float = 0.1
-    max_strength: float = 5.0
-    minimum_weight: float = 0.0
-    minimum_source_weight: float = 0.0
-    minimum_topic_weight: float = 0.0
-    repetition_factor: float = 1.0
-    nonzero_weight: list[str] = []
-    fixed_source_weights: dict[str, float] = {}
-    manual_prior: dict[str, float] | None = None
-    sample_multiplier: int = 10
-    existing_mix_file: str | None = None
+    mix_temperature: float = Field(1.0, description="Temperature applied to priors (p^T, renormalised).")
+    source_mix_temperature: float | None = Field(
+        None, description="Temperature of the source-level prior; default: `mix_temperature`."
+    )
+    topic_mix_temperature: float | None = Field(
+        None, description="Temperature of the topic-level priors; default: `mix_temperature`."
+    )
+    min_strength: float = Field(0.1, description=(
+        "Lower end of the Dirichlet concentration range (log-uniform); low = sparse, spread-out mixtures."
+    ))
+    max_strength: float = Field(5.0, description="Upper end of the Dirichlet concentration range.")
+    minimum_weight: float = Field(0.0, description="Leaf weights below it become 0.")
+    minimum_source_weight: float = Field(0.0, description="Source weights below it become 0.")
+    minimum_topic_weight: float = Field(0.0, description="Topic shares (inside a source) below it become 0.")
+    repetition_factor: float = Field(1.0, description=(
+        "Global repetition cap (≥ 1); a leaf's cap is `min(repetition_factor, its max_repetition_factor)`."
+    ))
+    nonzero_weight: list[str] = Field(default_factory=list, description="Sources or leaves that must be > 0 in every mixture.")
+    fixed_source_weights: dict[str, float] = Field(
+        default_factory=dict, description="`{source: weight}` frozen in every mixture; sum ≤ 1."
+    )
+    manual_prior: dict[str, float] | None = Field(None, description="`{source: weight}` replaces the token-count prior.")
+    sample_multiplier: int = Field(10, description="Candidates drawn per batch = variants × multiplier.")
+    existing_mix_file: str | None = Field(
+        None, description="An earlier `mixtures.json`; new mixtures stay ≥ 0.01 (L2) away from its rows."
+    )
 
     # infrastructure
-    launcher: Literal["local", "beaker"] = "local"
-    max_concurrency: int | None = None  # local launcher; default cores / threads per run
-    beaker: BeakerConfig = BeakerConfig()
-    max_attempts: int = 3  # per run, counting resubmissions after preemption/failure
+    launcher: Literal["local", "beaker"] = Field("local", description="`local` (subprocesses on this machine) or `beaker`.")
+    max_concurrency: int | None = Field(
+        None, description="Local launcher: runs at once; default: usable cores // `training.threads_per_run`."
+    )
+    beaker: BeakerConfig = Field(default_factory=BeakerConfig, description="Beaker jobs: budget, workspace, cluster, resources, image, secrets.")
+    max_attempts: int = Field(3, description="Per run, counting resubmissions after preemption or failure.")
 
     # training and evals
-    training: TrainingConfig = TrainingConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="How each proxy model is trained (olmo-core).")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description=(
+        "In-loop validation sets, the offline eval script and the local offline eval."
+    ))
 
     # fitting and storage
-    fit: FitOptions = FitOptions()  # the fit/propose options (olmix_core.fit.options); flat keys of earlier versions load
-    storage_root: str = DEFAULT_STORAGE_ROOT
-    priors: PriorsConfig | None = None
-    reuse: ReuseConfig | None = None  # freeze the previous mixture's untouched leaves into `existing`
+    fit: FitOptions = Field(default_factory=FitOptions, description=(
+        "What the swarm optimises when it fits: the fit/propose options (sections `regression`, `proposer`, "
+        "`constraints`, `filtering`, `eval`), the same model as `olmix fit --config`; flat keys of earlier versions "
+        "load. Unset token caps and the seed come from the swarm (`repetition_factor`, `max_tokens`, `seed`)."
+    ))
+    storage_root: str = Field(DEFAULT_STORAGE_ROOT, description="The artifact store: a local folder, `s3://…` or `gs://…`.")
+    priors: PriorsConfig | None = Field(None, description=(
+        "Known token counts: skips file listing (output of `olmix priors compute`)."
+    ))
+    reuse: ReuseConfig | None = Field(None, description=(
+        "Mixture reuse after a domain-set update: freeze the previous mixture's untouched leaves into the virtual "
+        "domain `existing` ([reuse](../reuse.md))."
+    ))
 
     _free_text: ClassVar[frozenset[str]] = frozenset({"description"})
     _name = field_validator("name")(lambda v: check_name(v, "name"))

@@ -291,7 +291,7 @@ class ArtifactStore:
 
 
 class SwarmStore:
-    """The layout of one swarm (`{root}/{name}/{group id}/...`, see docs/design.md)."""
+    """The layout of one swarm (`{root}/{name}/{group id}/...`, see docs/reference/store.md and docs/design.md)."""
 
     def __init__(self, store: ArtifactStore, swarm_name: str, group_id: str) -> None:
         self.store = store
