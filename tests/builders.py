@@ -39,11 +39,12 @@ def experiment_config(storage_root: str | Path, **overrides: Any) -> ExperimentC
 
 def local_tiny(demo_dir: str | Path, storage_root: str | Path, steps: int | None = None, **overrides: Any) -> dict[str, Any]:
     """configs/examples/local-tiny.yaml reading `demo_dir` and storing under `storage_root`; `steps` per run if set;
-    `training` overrides merged key by key."""
+    `training` and `evaluation` overrides merged key by key."""
     cfg = yaml.safe_load(LOCAL_TINY.read_text())
     cfg = json.loads(json.dumps(cfg).replace(".olmix/demo-data", str(demo_dir)))
     cfg["storage_root"] = str(storage_root)
     if steps is not None:
         cfg["max_tokens"] = steps * cfg["training"]["global_batch_size"]
     training = {**cfg.get("training", {}), **overrides.pop("training", {})}
-    return {**cfg, **overrides, "training": training}
+    evaluation = {**cfg.get("evaluation", {}), **overrides.pop("evaluation", {})}
+    return {**cfg, **overrides, "training": training, "evaluation": evaluation}

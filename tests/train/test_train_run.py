@@ -39,9 +39,9 @@ def _read(path: str) -> dict:
 
 
 def test_tiny_run_writes_result_and_status_then_resumes_bit_exactly(demo_dir, tmp_path):
-    config = tiny_config(demo_dir, tmp_path / "store", eval_sources={
+    config = tiny_config(demo_dir, tmp_path / "store", evaluation={"sources": {
         "a": [str(demo_dir / "val" / "a.bin")], "target": [str(demo_dir / "val" / "target.bin")]
-    }, **SMALL)
+    }}, **SMALL)
     spec = make_spec(config)
     update_status(spec, RunState.submitted)
     status = RunStatus.model_validate(_read(spec.status_url))
@@ -103,7 +103,7 @@ def test_a_run_that_olmo_core_rejects_is_marked_failed_and_exits_non_zero(demo_d
 
 
 def test_a_run_with_its_store_and_checkpoints_on_s3(demo_dir, tmp_path, s3_endpoint):
-    config = tiny_config(demo_dir, s3_endpoint, eval_sources={"target": [str(demo_dir / "val" / "target.bin")]},
+    config = tiny_config(demo_dir, s3_endpoint, evaluation={"sources": {"target": [str(demo_dir / "val" / "target.bin")]}},
                          **{**SMALL, "training": {**SMALL["training"], "wandb": {"mode": "off"}}})
     spec = make_spec(config)
     assert spec.checkpoint_dir.startswith("s3://") and spec.result_url.startswith("s3://")
