@@ -54,3 +54,8 @@ def parse_run_name(run: str) -> tuple[str, str, int]:
         raise ValueError(f"{run!r} is not a run name of the form <name>-<group id>-<variant>")
     return m["name"], m["group"], int(m["variant"])
 
+
+def is_run_name(name: str) -> bool:
+    """Whether a folder under runs/ is a run (and not a stray file or folder someone left there)."""
+    return RUN_NAME_RE.match(name) is not None
+

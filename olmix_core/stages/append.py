@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from olmix_core.config import ExperimentConfig
 from olmix_core.errors import ConfigError
 from olmix_core.metadata import RoundRecord, update_metadata
-from olmix_core.names import parse_run_name
+from olmix_core.names import is_run_name, parse_run_name
 from olmix_core.runspec import RunSpec, now_iso
 from olmix_core.sampling import Mixture
 from olmix_core.stages.setup import _same_mixtures, check_mixtures, store_priors, store_run_specs
@@ -60,7 +60,7 @@ def append_runs(config: ExperimentConfig, swarm: SwarmStore, mixtures: list[Mixt
     todo = [mix for i, mix in enumerate(checked) if i not in found]
     new: list[RunSpec] = []
     if todo:
-        used = [parse_run_name(n)[2] for n in existing if _is_run_name(n)]
+        used = [parse_run_name(n)[2] for n in existing if is_run_name(n)]
         first = max([config.variants - 1, *used]) + 1
         new = store_run_specs(config, swarm, todo, first_variant=first, round=round_)
     by_name = {s.run_name: s for s in new}
@@ -76,14 +76,6 @@ def append_runs(config: ExperimentConfig, swarm: SwarmStore, mixtures: list[Mixt
     if not new:  # everything was there: the batch's round is the one its runs were given
         round_ = max(int(swarm_specs[n].get("round", 0)) for n in found.values())
     return Appended(round=round_, specs=specs, new_runs=sorted(by_name))
-
-
-def _is_run_name(name: str) -> bool:
-    try:
-        parse_run_name(name)
-    except ValueError:
-        return False
-    return True
 
 
 def swarm_specs(swarm: SwarmStore) -> list[RunSpec]:

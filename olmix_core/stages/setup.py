@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from olmix_core.config import EXISTING, ExperimentConfig
 from olmix_core.errors import ConfigError, DataError, InfeasibleError
 from olmix_core.metadata import EvalScriptInfo, update_metadata
-from olmix_core.names import check_group_id, new_group_id, parse_run_name
+from olmix_core.names import check_group_id, is_run_name, new_group_id, parse_run_name
 from olmix_core.priors import compute_priors
 from olmix_core.runspec import RunSpec, build_run_specs, now_iso, write_run_specs
 from olmix_core.sampling import Mixture, generate_mixtures
@@ -301,19 +301,11 @@ def store_verify_spec(config: ExperimentConfig, swarm: SwarmStore, weights: dict
     for _name, old in sorted(existing.items()):
         if old.get("purpose") == "verify" and _same_mixtures([{m["leaf"]: m["weight"] for m in old["mixture"]}], [mixture]):
             return RunSpec.model_validate(old)
-    used = [parse_run_name(n)[2] for n in swarm.run_names() if _is_run_name(n)]
+    used = [parse_run_name(n)[2] for n in swarm.run_names() if is_run_name(n)]
     variant = max([config.variants - 1, *used]) + 1
     spec = store_run_specs(config, swarm, [mixture], purpose="verify", first_variant=variant)[0]
     update_metadata(swarm, verify_runs=[*swarm.metadata().verify_runs, spec.run_name])
     return spec
-
-
-def _is_run_name(name: str) -> bool:
-    try:
-        parse_run_name(name)
-    except ValueError:
-        return False
-    return True
 
 
 def emit_eval_script(config: ExperimentConfig, swarm: SwarmStore, specs: list[RunSpec], output_dir: str | None = None) -> EvalScriptInfo:
