@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 from _common import clock, load_average, load_published, shared_dir
 
-from olmix_core.fit.constraints import Constraints, resolve_bounds
+from olmix_core.fit.constraints import resolve_bounds
 from olmix_core.fit.fitting import fit_models
 from olmix_core.fit.objective import build_objective
+from olmix_core.fit.options import ConstraintsOptions
 from olmix_core.fit.proposers import Problem, propose
 from olmix_core.fit.run import FitOptions, run_fit
 from olmix_core.fit.synthetic import make_law, make_swarm, write_swarm
@@ -72,7 +73,7 @@ def main() -> None:
         data = Path(args.regmix_data)
         train = load_tables(data / "train_mixture_1m.csv", data / "train_pile_loss_1m.csv")
         prior = train.X.mean(0)
-        bounds = resolve_bounds(Constraints(), train.domains)
+        bounds = resolve_bounds(ConstraintsOptions(), train.domains)
         obj = build_objective(train.metrics, prior)
         n_cand = 100_000 if args.quick else 1_000_000
         scale = 1_000_000 // n_cand

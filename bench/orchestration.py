@@ -16,6 +16,7 @@ Uses the Prefect API in PREFECT_API_URL, else a temporary local server (prefect_
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import os
@@ -31,7 +32,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 if "PREFECT_API_URL" not in os.environ:
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="olmix-bench-prefect-"))
 
-import olmix_core.fit  # noqa: E402
+import olmix_core.fit.run  # noqa: E402
 from olmix_core import stages  # noqa: E402
 from olmix_core.launch import inprocess  # noqa: E402
 from olmix_core.launch.inprocess import InProcessLauncher  # noqa: E402
@@ -69,7 +70,7 @@ class CoreTimer:
         targets = [(stages.setup, n) for n in steps] + [
             (stages, "emit_eval_script"), (stages.runs, "submit_swarm"),
             (stages.results, "pull_results"), (stages.results, "tables_digest"),
-            (olmix_core.fit, "run_fit"), (olmix_core.fit, "propose_from_fit"),
+            (olmix_core.fit.run, "run_fit"), (olmix_core.fit.run, "propose_from_fit"),
             (InProcessLauncher, "submit"), (InProcessLauncher, "status"), (InProcessLauncher, "resubmit"),
         ]
         saved = [(obj, name, obj.__dict__[name]) for obj, name in targets]
@@ -142,6 +143,7 @@ def run_one(variants: int, root: str) -> dict[str, Any]:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     ctx = contextlib.nullcontext()
     if "PREFECT_API_URL" not in os.environ:
         from prefect.testing.utilities import prefect_test_harness

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from olmix_core.errors import OlmixError
-from olmix_core.fit.constraints import Constraints, resolve_bounds
+from olmix_core.fit.constraints import resolve_bounds
 from olmix_core.fit.fitting import fit_models, scores
 from olmix_core.fit.objective import build_objective
+from olmix_core.fit.options import ConstraintsOptions
 from olmix_core.fit.proposers import Problem, propose
 from olmix_core.fit.synthetic import make_law, make_swarm, regret
 from olmix_core.fit.tables import SwarmTable, load_tables
@@ -87,11 +88,11 @@ def regret_table(seeds: int, d: int = 8, m: int = 3, n: int = 128) -> dict:
         doms, mets = [f"dom:{i}" for i in range(d)], [f"m{k}" for k in range(m)]
         table = SwarmTable([str(i) for i in range(n)], None, "run", doms, mets, X, Y)
         fitted = {k: fit_models(table, k, seed=seed, n_jobs=1) for k in ("lightgbm", "auto", "log_linear")}
-        x_free, _ = law.optimum(resolve_bounds(Constraints(), doms))
+        x_free, _ = law.optimum(resolve_bounds(ConstraintsOptions(), doms))
         top = set(np.argsort(-x_free)[:2].tolist())
         cap_tokens = {dd: (x_free[i] * 0.5 if i in top else 1.0) for i, dd in enumerate(doms)}
         for caps in (False, True):
-            c = Constraints(target_tokens=1.0) if caps else Constraints()
+            c = ConstraintsOptions(target_tokens=1.0) if caps else ConstraintsOptions()
             bounds = resolve_bounds(c, doms, cap_tokens if caps else None)
             _, f_opt = law.optimum(bounds)
             obj = build_objective(mets, prior)
@@ -125,7 +126,7 @@ def speed(data: Path, quick: bool) -> dict:
     out["auto fit, 512 runs × 13 metrics, 5-fold CV (2 workers)"] = (time.perf_counter() - t0, 60.0)
     loglin = fit_models(train, "log_linear", seed=0, n_jobs=2)
     prior = train.X.mean(0)
-    bounds = resolve_bounds(Constraints(), train.domains)
+    bounds = resolve_bounds(ConstraintsOptions(), train.domains)
     obj = build_objective(train.metrics, prior)
     n = 100_000 if quick else 1_000_000
     for name, models in [("log_linear", loglin), ("auto", auto)]:
@@ -146,13 +147,13 @@ def speed(data: Path, quick: bool) -> dict:
         [str(i) for i in range(256)], None, "run", [f"d{i}" for i in range(d)], [f"m{k}" for k in range(m)], X, Y
     )
     models = fit_models(t64, "log_linear", seed=0, n_jobs=2)
-    b64 = resolve_bounds(Constraints(), t64.domains)
+    b64 = resolve_bounds(ConstraintsOptions(), t64.domains)
     problem = Problem(models, build_objective(t64.metrics, p64), b64, p64, seed=0)
     propose(problem, "exact")  # warm up cvxpy's imports
     t0 = time.perf_counter()
     propose(problem, "exact")
     out["exact proposer, 64 domains × 13 metrics"] = (time.perf_counter() - t0, 1.0)
-    bmin = resolve_bounds(Constraints(min_weight_per_domain=0.01), t64.domains)
+    bmin = resolve_bounds(ConstraintsOptions(min_weight_per_domain=0.01), t64.domains)
     t0 = time.perf_counter()
     propose(Problem(models, build_objective(t64.metrics, p64), bmin, p64, seed=0), "exact")
     out["exact proposer, 64 domains × 13 metrics, min weight 0.01"] = (time.perf_counter() - t0, None)
