@@ -7,9 +7,10 @@ model is at a mixture. The batch is chosen by batch Thompson sampling: one joint
 pool of candidates, each pick the best of its draw among the candidates not within L2 0.01 of an existing run or an
 earlier pick — a confident model gives a tight batch near its optimum, an unsure one spreads the batch where the
 draws disagree. The batch's expected improvement is BoTorch's joint qNEI. Candidates come from a constrained
-sampler (mostly tight Dirichlet draws around the fitted model's proposal and the best runs, some wide ones around
-the prior, all repaired onto the constraints exactly), so every suggestion honours the simplex, token caps, minimum
-and fixed weights, and none repeats an existing row.
+sampler (mostly local Dirichlet draws around the fitted model's proposal and the best runs, half of them on the
+face of binding token caps where a centre sits at its caps, some wide ones around the prior, all repaired onto the
+constraints exactly), so every suggestion honours the simplex, token caps, minimum and fixed weights, and none
+repeats an existing row.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class NextBatch(BaseModel):
     expected_improvement: float  # of the whole batch (best of the batch vs the incumbent), objective units
     suggestions: list[Suggestion]
     proposal: Suggestion  # the fitted models' own proposal, as the posterior sees it
+    models: dict[str, str] = {}  # metric -> the regressor the posterior's mean comes from
     acquisition: str = ACQUISITION
     candidates: int = 0
     seconds: float = 0.0
@@ -162,22 +164,46 @@ def _clean(x: np.ndarray, bounds: Bounds) -> np.ndarray:
     return y if not bounds.violations(y) else x
 
 
+LOCAL_CONCENTRATION = (3.0, 1000.0)  # × domains; 8 domains: a weight of 1/8 spreads by ~0.07 down to ~0.004
+WIDE_CONCENTRATION = (0.05, 50.0)  # around the prior: sparse corners to near-prior mixtures
+
+
+def active_caps(x: np.ndarray, bounds: Bounds) -> np.ndarray:
+    """Free domains of `x` sitting at a token cap that binds (below the mass left for the free domains)."""
+    return bounds.free & (bounds.hi < bounds.remaining - 1e-12) & (x >= bounds.hi - 1e-9)
+
+
+def on_face(bounds: Bounds, at_cap: np.ndarray) -> Bounds:
+    """The face of the feasible set where the domains `at_cap` are held at their caps."""
+    return Bounds(bounds.domains, np.where(at_cap, bounds.hi, bounds.lo), bounds.hi.copy(), bounds.fixed | at_cap,
+                  bounds.min_weight, bounds.caps)
+
+
 def candidate_pool(problem: Problem, centers: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
-    """Feasible mixtures, mostly local: 80% tight Dirichlet draws around `centers` (the fitted proposal and the best
-    runs: a trust region, as in TuRBO, where a batch refines the model that matters for the proposal), 20% wide
-    draws around the prior (so a badly wrong model can still be corrected elsewhere); all repaired onto the
-    constraints exactly and deduplicated."""
+    """Feasible mixtures, mostly local: 80% Dirichlet draws around `centers` (the fitted proposal and the best
+    runs: a trust region, as in TuRBO, from near the centre to several hundredths per weight, so Thompson sampling
+    can reach past a wrong first proposal), 20% wide draws around the prior (so a badly wrong model can still be
+    corrected elsewhere). A centre with domains at binding token caps (where a capped optimum sits) spends half
+    its draws on that face, the capped domains held at their caps: a plain draw lands on the face only when every
+    capped domain happens to be pushed above its cap. All rows repaired onto the constraints exactly, deduplicated."""
     d = len(problem.prior)
+    b = problem.bounds
     wide = max(1, n // 5)
-    parts = [sample_candidates(rng, wide, problem.prior, (0.05, 50.0))]
+    parts = [sample_candidates(rng, wide, problem.prior, WIDE_CONCENTRATION)]
+    faces = []
     per = max(1, (n - wide) // max(1, len(centers)))
     for c in centers:
-        parts.append(sample_candidates(rng, per, c, (20.0, 1000.0)))
+        at_cap = active_caps(c, b)
+        k = per // 2 if at_cap.any() else 0
+        parts.append(sample_candidates(rng, per - k, c, LOCAL_CONCENTRATION))
         parts.append(c[None, :])
-    X, valid = repair_rows(np.vstack(parts), problem.bounds)
-    X = X[valid]
-    X = np.array([_clean(x, problem.bounds) for x in X]) if len(X) else np.empty((0, d))
-    ok = np.array([not problem.bounds.violations(x) for x in X], bool) if len(X) else np.zeros(0, bool)
+        if k:
+            F, ok = repair_rows(sample_candidates(rng, k, c, LOCAL_CONCENTRATION), on_face(b, at_cap))
+            faces.append(F[ok])
+    X, valid = repair_rows(np.vstack(parts), b)
+    X = np.vstack([X[valid], *faces])
+    X = np.array([_clean(x, b) for x in X]) if len(X) else np.empty((0, d))
+    ok = np.array([not b.violations(x) for x in X], bool) if len(X) else np.zeros(0, bool)
     X = X[ok]
     _, first = np.unique(np.round(X, 9), axis=0, return_index=True)  # duplicates dropped, rows kept exact
     return X[np.sort(first)]
@@ -277,6 +303,7 @@ def _suggest(
         suggestions=[suggestion(x, mean[i], std[i], single[i]) for i, x in enumerate(chosen)],
         proposal=suggestion(proposal.x, mean[len(chosen)], std[len(chosen)],
                             posterior.expected_improvement(proposal.x[None, :], seed=options.seed)),
+        models={m: models.fits[m].chosen for m in problem.needed},
         candidates=len(pool),
         seconds=round(time.perf_counter() - t0, 3),
     )

@@ -134,7 +134,11 @@ def _stack(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return apply
 
 
-# The objective and the constraints, shared with `olmix mix next` (one definition of each flag).
+# The regressor, the objective and the constraints, shared with `olmix mix next` (one definition of each flag).
+regression_type_option = click.option(
+    "--regression-type",
+    help=f"Regressor per metric ({', '.join(REGRESSION_TYPES)}); auto: K-fold CV picks per metric. [auto]",
+)
 objective_options = _stack(
     click.option("--objective", help="Optimise this one metric (or task family)."),
     click.option(
@@ -203,8 +207,7 @@ def _progress_bar() -> Iterator[Callable[[float, str], None]]:
     "--priors", help="Priors JSON/YAML: {relative_sizes, token_counts}; default prior: mean of the swarm's mixtures."
 )
 @click.option("--output-dir", "--output", "output_dir", help="Folder (or s3://, gs:// URL) for models, reports, proposal and plots.")
-@click.option("--regression-type", help=f"Regressor per metric ({', '.join(REGRESSION_TYPES)}); auto: K-fold CV picks "
-              "per metric. [auto]")
+@regression_type_option
 @click.option("--proposer-type", help=f"Proposer ({', '.join(PROPOSER_TYPES)}); auto: exact for log-linear models, else "
               "general. [auto]")
 @click.option("--metric", multiple=True, help="Fit only this metric (repeatable); default: every metric column.")

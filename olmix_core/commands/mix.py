@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from olmix_core.commands._common import config_option, handle_errors, write_local_file
-from olmix_core.commands.fit import constraint_options, fit_options_from_cli, objective_options
+from olmix_core.commands.fit import constraint_options, fit_options_from_cli, objective_options, regression_type_option
 
 if TYPE_CHECKING:
     from olmix_core.adaptive import NextBatch
@@ -140,6 +140,7 @@ def expand(config_path: str, proposal: str | None, output: str) -> None:
 @click.option("--variants", required=True, type=int, help="How many new mixtures to suggest.")
 @click.option("--output", "-o", required=True, help="Where to write the new mixtures (JSON list of {domain: weight}).")
 @click.option("--priors", help="Priors JSON/YAML {relative_sizes, token_counts} (needed with --target-tokens).")
+@regression_type_option
 @objective_options
 @constraint_options
 @click.option("--seed", type=int, default=None, help="Seed for the fit, the candidates and the posterior draws. [0]")
@@ -152,6 +153,8 @@ def next_(variants: int, output: str, model_dir: str | None, ratios: str, metric
     from olmix_core.adaptive import next_mixtures, write_mixtures
 
     priors = cli.pop("priors", None)
+    if model_dir is not None and cli.get("regression_type") is not None:
+        raise click.UsageError("--regression-type chooses the models to fit; with --model-dir the saved models are used")
     options = fit_options_from_cli(cli)
     batch = next_mixtures(ratios, metrics, variants, options, priors=priors, model_dir=model_dir)
     write_mixtures(output, batch)
@@ -166,6 +169,7 @@ def format_batch(batch: NextBatch) -> str:
         f"objective: {batch.objective} (lower is better); {batch.runs} runs, best observed {batch.best_observed:.6g}, "
         f"best predicted at a run {batch.incumbent:.6g}",
         f"fitted models' proposal: predicted {p.predicted_objective:.6g} ± {p.std:.3g} (posterior std)",
+        "models: " + ", ".join(f"{m}={r}" for m, r in batch.models.items()),
         f"expected improvement of the batch: {batch.expected_improvement:.4g} "
         f"({len(batch.suggestions)} mixtures from {batch.candidates} feasible candidates, {batch.seconds:.1f}s)",
         "",

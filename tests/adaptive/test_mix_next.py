@@ -79,3 +79,40 @@ def test_impossible_batch_is_a_clear_error(tmp_path, files):
     assert r.exit_code == 1
     assert "cannot choose 2" in r.output or "no candidate" in r.output
     assert not (tmp_path / "n.json").exists()
+
+
+def test_regression_type_chooses_the_posterior_mean_models(tmp_path, files):
+    _, ratios, metrics, priors = files
+    base = ["mix", "next", "--ratios", ratios, "--metrics", metrics, "--priors", priors, "--variants", "3"]
+    r = CliRunner().invoke(cli, [*base, "--output", str(tmp_path / "n.json"), "--regression-type", "log_linear"])
+    assert r.exit_code == 0, r.output
+    assert "models: " + ", ".join(f"{m}=log_linear" for m in METRICS) in r.output
+    assert len(_rows(tmp_path / "n.json")) == 3
+    bad = CliRunner().invoke(cli, [*base, "--output", str(tmp_path / "b.json"), "--regression-type", "nope"])
+    assert bad.exit_code == 1 and "--regression-type" in bad.output, bad.output
+    both = CliRunner().invoke(cli, [*base, "--output", str(tmp_path / "c.json"), "--regression-type", "gp",
+                                    "--model-dir", str(tmp_path)])
+    assert both.exit_code == 2 and "--model-dir" in both.output, both.output
+    assert not (tmp_path / "b.json").exists() and not (tmp_path / "c.json").exists()
+
+
+def test_candidates_around_a_capped_proposal_fill_its_cap_face():
+    """A capped optimum sits on the face where its capped domains are at their caps: the pool samples that face
+    densely (plain draws reach it only when every capped domain is pushed past its cap), all rows feasible."""
+    from types import SimpleNamespace
+
+    from olmix_core.adaptive import active_caps, candidate_pool
+    from olmix_core.fit.constraints import repair
+
+    caps = dict(zip(DOMAINS, [0.15, 0.1, 1.0, 1.0, 1.0]))
+    bounds = resolve_bounds(Constraints(target_tokens=1.0, min_weight_per_domain=0.02), DOMAINS, caps)
+    center = repair(np.array([0.5, 0.3, 0.1, 0.05, 0.05]), bounds)
+    assert active_caps(center, bounds).tolist() == [True, True, False, False, False]
+    problem = SimpleNamespace(prior=np.full(len(DOMAINS), 0.2), bounds=bounds)
+    pool = candidate_pool(problem, [center], 500, np.random.default_rng(0))
+    assert all(bounds.violations(x) == [] for x in pool)
+    on_face = (np.abs(pool[:, 0] - bounds.hi[0]) < 1e-12) & (np.abs(pool[:, 1] - bounds.hi[1]) < 1e-12)
+    assert on_face.mean() >= 0.3
+    assert len(np.unique(pool[on_face, 2:].round(6), axis=0)) >= 0.9 * on_face.sum()  # spread over the face
+    free_center = repair(np.array([0.1, 0.05, 0.45, 0.2, 0.2]), bounds)
+    assert not active_caps(free_center, bounds).any()
