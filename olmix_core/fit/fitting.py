@@ -321,6 +321,44 @@ def fit_metric(
 
 
 @dataclass
+class _PredictPlan:
+    """How the members of several metrics' models are predicted and combined (built once per metric list)."""
+
+    members: list[Regressor]
+    gp_idx: list[int]
+    by_kind: list[tuple[type, list[int]]]
+    avg: np.ndarray  # (members × metrics): 1/k for each of a metric's k members
+    own: np.ndarray  # (members × metrics): 1/k' for each of a metric's k' members with their own std
+    sizes: np.ndarray  # members per metric
+    has_std: np.ndarray  # metrics with at least one member with a std
+
+    @classmethod
+    def build(cls, models: list[Regressor]) -> _PredictPlan:
+        members: list[Regressor] = []
+        owner: list[int] = []
+        for j, model in enumerate(models):
+            for sub in model.members if isinstance(model, EnsembleRegressor) else [model]:
+                members.append(sub)
+                owner.append(j)
+        gp_idx = [k for k, r in enumerate(members) if isinstance(r, GPRegressor)]
+        kinds: dict[type, list[int]] = {}
+        for k, r in enumerate(members):
+            if not isinstance(r, GPRegressor):
+                kinds.setdefault(type(r), []).append(k)
+        m = len(models)
+        avg, own = np.zeros((len(members), m)), np.zeros((len(members), m))
+        sizes = np.bincount(owner, minlength=m).astype(float)
+        gp = np.zeros(len(members), bool)
+        gp[gp_idx] = True
+        n_own = np.bincount(np.array(owner)[gp], minlength=m) if gp.any() else np.zeros(m, int)
+        for k, j in enumerate(owner):
+            avg[k, j] = 1.0 / sizes[j]
+            if gp[k]:
+                own[k, j] = 1.0 / n_own[j]
+        return cls(members, gp_idx, list(kinds.items()), avg, own, sizes, n_own > 0)
+
+
+@dataclass
 class FittedModels:
     """One fitted model per metric over named domains; predicts from mixtures given in `domains` order."""
 
@@ -345,48 +383,34 @@ class FittedModels:
         assert S is not None
         return P, S
 
+    def _plan(self, ms: list[str]) -> _PredictPlan:
+        key = ("plan", tuple(ms))
+        if key not in self._cache:
+            self._cache[key] = _PredictPlan.build([self.fits[m].model for m in ms])
+        return self._cache[key]
+
     def _predict(self, X: np.ndarray, ms: list[str], with_std: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """All metrics at once: ensembles are opened into their members, and every GP member of every metric
-        goes into one `gp_predict` call (GPs fitted together share one kernel block), so the cost of a batch
-        of candidates hardly grows with the number of GP-modelled metrics."""
+        """All metrics at once: ensembles are opened into their members, every GP member of every metric goes
+        into one `gp_predict` call (GPs fitted together share one kernel block), every other kind into one
+        `predict_many` call, and members are combined per metric by two matrix products."""
         X = np.atleast_2d(np.asarray(X, float))
-        members: list[tuple[int, Regressor]] = []
-        for j, m in enumerate(ms):
-            model = self.fits[m].model
-            for sub in model.members if isinstance(model, EnsembleRegressor) else [model]:
-                members.append((j, sub))
-        preds: list[np.ndarray] = [np.empty(0)] * len(members)
-        stds: list[np.ndarray | None] = [None] * len(members)
-        gp_idx = [k for k, (_, r) in enumerate(members) if isinstance(r, GPRegressor)]
-        if gp_idx:
-            G, GS = gp_predict([members[k][1] for k in gp_idx], X, with_std=with_std)  # type: ignore[misc]
-            for c, k in enumerate(gp_idx):
-                preds[k] = G[:, c]
-                stds[k] = None if GS is None else GS[:, c]
-        by_kind: dict[type, list[int]] = {}
-        for k, (_, r) in enumerate(members):
-            if not isinstance(r, GPRegressor):
-                by_kind.setdefault(type(r), []).append(k)
-        for kind, ks in by_kind.items():  # no other kind has a std
-            cols = kind.predict_many([members[k][1] for k in ks], X, self._cache)
-            for c, k in enumerate(ks):
-                preds[k] = cols[:, c]
-        P = np.empty((len(X), len(ms)))
-        S = np.full((len(X), len(ms)), np.nan) if with_std else None
-        by_metric: dict[int, list[int]] = {}
-        for k, (j, _) in enumerate(members):
-            by_metric.setdefault(j, []).append(k)
-        for j, ks in by_metric.items():
-            if len(ks) == 1:
-                P[:, j] = preds[ks[0]]
-                if S is not None and stds[ks[0]] is not None:
-                    S[:, j] = stds[ks[0]]
-                continue
-            Pm = np.array([preds[k] for k in ks])
-            P[:, j] = Pm.mean(0)
-            own = [stds[k] for k in ks if stds[k] is not None]
-            if S is not None and own:  # as EnsembleRegressor.predict_mean_std
-                S[:, j] = np.sqrt(np.mean(np.square(own), axis=0) / len(ks) + Pm.var(axis=0))
+        plan = self._plan(ms)
+        M = np.empty((len(X), len(plan.members)))
+        SD = np.zeros((len(X), len(plan.members))) if with_std else None
+        if plan.gp_idx:
+            G, GS = gp_predict([plan.members[k] for k in plan.gp_idx], X, with_std=with_std)  # type: ignore[misc]
+            M[:, plan.gp_idx] = G
+            if SD is not None and GS is not None:
+                SD[:, plan.gp_idx] = GS
+        for kind, ks in plan.by_kind:  # no other kind has a std
+            M[:, ks] = kind.predict_many([plan.members[k] for k in ks], X, self._cache)
+        P = M @ plan.avg
+        if SD is None:
+            return P, None
+        # as EnsembleRegressor.predict_mean_std: sqrt(mean of the members' own variances / members + spread)
+        spread = np.maximum((M * M) @ plan.avg - P * P, 0.0)
+        S = np.sqrt((SD * SD) @ plan.own / plan.sizes[None, :] + spread)
+        S[:, ~plan.has_std] = np.nan
         return P, S
 
     def predict_std(self, X: np.ndarray, metrics: list[str] | None = None) -> np.ndarray:

@@ -277,6 +277,7 @@ class LightGBMRegressor(Regressor):
             np.asarray(X, float), label=np.asarray(y, float), params={"verbosity": -1, "min_data_in_bin": 1}
         )
         self.booster = lgb.train(self._train_params(len(y), seed), ds, num_boost_round=int(p["num_iterations"]))
+        self.__dict__.pop("_table", None)
         return self
 
     @classmethod
@@ -322,25 +323,22 @@ class LightGBMRegressor(Regressor):
             fulls.append(full)
         return fulls, oof
 
-    small_batch = 2048  # up to this many rows, predict with numpy (LightGBM's per-call overhead is ~1 ms)
-
     def predict(self, X: np.ndarray) -> np.ndarray:
-        X = _as_2d(X)
-        if len(X) <= self.small_batch and len(X) * self.booster.num_trees() <= 400_000:
-            table = self._tree_table()
-            if table is not None:
-                return table.predict(X)
-        return self.booster.predict(X, num_threads=int(self.params.get("num_threads", 0)))
+        table = self._tree_table()
+        if table is not None:
+            return table.predict(_as_2d(X))
+        return self.booster.predict(_as_2d(X), num_threads=int(self.params.get("num_threads", 0)))
 
     @classmethod
     def predict_many(
         cls, models: list[Regressor], X: np.ndarray, cache: dict[Any, Any] | None = None
     ) -> np.ndarray:
-        """Small batches: the trees of all models in one table (one level-by-level pass for all metrics)."""
+        """The trees of all models in one compiled pass (olmix_core.fit.trees), one column per model."""
+        from olmix_core.fit.trees import TreeTable
+
         X = _as_2d(X)
         boosters = [m for m in models if isinstance(m, LightGBMRegressor)]
-        n_trees = sum(m.booster.num_trees() for m in boosters)
-        if len(X) > cls.small_batch or len(X) * n_trees > 2_000_000 or len(boosters) != len(models):
+        if len(boosters) != len(models):
             return super().predict_many(models, X, cache)
         key = ("lightgbm", tuple(id(m) for m in boosters))
         combined = None if cache is None else cache.get(key)
@@ -348,14 +346,17 @@ class LightGBMRegressor(Regressor):
             tables = [m._tree_table() for m in boosters]
             if any(t is None for t in tables):
                 return super().predict_many(models, X, cache)
-            combined = _TreeTable.concat([t for t in tables if t is not None])
+            combined = TreeTable.concat([t for t in tables if t is not None])
             if cache is not None:
                 cache[key] = combined
         return combined.predict_groups(X)
 
-    def _tree_table(self) -> _TreeTable | None:
+    def _tree_table(self) -> Any:
+        """The compiled-prediction table of this model (None when a split needs LightGBM itself)."""
         if not hasattr(self, "_table"):
-            self._table = _TreeTable.from_booster(self.booster)
+            from olmix_core.fit.trees import TreeTable
+
+            self._table = TreeTable.from_booster(self.booster)
         return self._table
 
     def _state(self) -> dict[str, Any]:
@@ -365,86 +366,7 @@ class LightGBMRegressor(Regressor):
         import lightgbm as lgb
 
         self.booster = lgb.Booster(model_str=state["model"])
-
-
-class _TreeTable:
-    """A LightGBM ensemble as padded node arrays, evaluated level by level for all trees at once with numpy.
-
-    The proposers' optimisers predict a few dozen rows at a time thousands of times, where LightGBM's per-call
-    overhead (~1 ms) dominates; this is exact (same `x <= threshold` rule) for numerical splits without missing
-    values, which is what mixtures give. Built only when every split is such a split (else None)."""
-
-    def __init__(self, feat: np.ndarray, thr: np.ndarray, child: np.ndarray, value: np.ndarray, depth: int) -> None:
-        self.feat, self.thr, self.child, self.value, self.depth = feat, thr, child, value, depth
-        self.offset = np.arange(len(feat))[None, :] * feat.shape[1]
-
-    @classmethod
-    def from_booster(cls, booster: Any) -> _TreeTable | None:
-        trees = booster.dump_model()["tree_info"]
-        size = max(2 * t["num_leaves"] - 1 for t in trees)
-        T = len(trees)
-        feat, thr = np.zeros((T, size), np.intp), np.zeros((T, size))
-        child, value = np.zeros((T, size, 2), np.intp), np.zeros((T, size))
-        depth = 0
-        for t, tree in enumerate(trees):
-            nodes = [(tree["tree_structure"], 0)]
-            free = 1
-            while nodes:
-                node, i = nodes.pop()
-                if "leaf_value" in node or "split_feature" not in node:
-                    value[t, i] = node.get("leaf_value", 0.0)
-                    child[t, i] = i  # leaves point to themselves
-                    continue
-                if node.get("decision_type") != "<=" or node.get("missing_type", "None") != "None":
-                    return None
-                feat[t, i], thr[t, i] = node["split_feature"], node["threshold"]
-                child[t, i] = (free, free + 1)
-                nodes += [(node["left_child"], free), (node["right_child"], free + 1)]
-                free += 2
-            depth = max(depth, _depth(tree["tree_structure"]))
-        return cls(feat, thr, child, value, depth)
-
-    @classmethod
-    def concat(cls, tables: list[_TreeTable]) -> _TreeTable:
-        size = max(t.feat.shape[1] for t in tables)
-
-        def pad(a: np.ndarray) -> np.ndarray:
-            return np.pad(a, [(0, 0), (0, size - a.shape[1])] + [(0, 0)] * (a.ndim - 2))
-
-        child = np.concatenate([pad(t.child) for t in tables])
-        out = cls(
-            np.concatenate([pad(t.feat) for t in tables]),
-            np.concatenate([pad(t.thr) for t in tables]),
-            child,
-            np.concatenate([pad(t.value) for t in tables]),
-            max(t.depth for t in tables),
-        )
-        out.starts = np.cumsum([0] + [len(t.feat) for t in tables[:-1]])
-        return out
-
-    def predict_groups(self, X: np.ndarray) -> np.ndarray:
-        """(rows × models) for a table made by `concat`."""
-        return np.add.reduceat(self._leaf_values(X), self.starts, axis=1)
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self._leaf_values(X).sum(1)
-
-    def _leaf_values(self, X: np.ndarray) -> np.ndarray:
-        """(rows × trees) leaf values: every split's test once (one gather), then one gather per tree level."""
-        n = len(X)
-        right = (X[:, self.feat.ravel()] > self.thr.ravel()).astype(np.intp)  # (rows, trees·nodes)
-        flat_c = self.child.reshape(-1, 2)
-        node = np.broadcast_to(self.offset, (n, len(self.feat))).copy()
-        rows = np.arange(n)[:, None]
-        for _ in range(self.depth):
-            node = flat_c[node, right[rows, node]] + self.offset
-        return self.value.ravel()[node]
-
-
-def _depth(node: dict[str, Any]) -> int:
-    if "split_feature" not in node:
-        return 0
-    return 1 + max(_depth(node["left_child"]), _depth(node["right_child"]))
+        self.__dict__.pop("_table", None)
 
 
 # -------------------------------------------------------------------------------------------------- log-linear
