@@ -204,13 +204,24 @@ def test_gp_metrics_fitted_together_share_one_kernel(swarm):
     assert len({id(g.kernel) for g in again}) == 1
 
 
-def test_lightgbm_numpy_trees_equal_lightgbm(swarm, heldout):
+def test_compiled_trees_equal_lightgbm(swarm, heldout):
+    """The compiled walk gives LightGBM's own predictions: small batches (serial), large ones (all cores), several
+    models at once (one column each), and single-leaf trees (a model boosted on a constant)."""
+    from olmix_core.fit.trees import TreeTable
+
     X, Y = swarm
-    reg = make_regressor("lightgbm").fit(X, Y[:, 0])
-    table = reg._tree_table()
-    assert table is not None
-    Xh = heldout[0][:50]
-    np.testing.assert_allclose(table.predict(Xh), reg.booster.predict(Xh), rtol=0, atol=1e-12)
+    regs = [make_regressor("lightgbm", num_iterations=60).fit(X, Y[:, j]) for j in range(Y.shape[1])]
+    flat = make_regressor("lightgbm", num_iterations=5).fit(X, np.full(len(X), 2.5))
+    regs.append(flat)
+    assert flat.booster.dump_model()["tree_info"][0]["num_leaves"] == 1
+    tables = [r._tree_table() for r in regs]
+    assert all(t is not None for t in tables)
+    combined = TreeTable.concat(tables)
+    rng = np.random.default_rng(0)
+    for Xh in (heldout[0][:50], rng.dirichlet(np.ones(X.shape[1]), 10_000)):
+        want = np.column_stack([r.booster.predict(Xh) for r in regs])
+        np.testing.assert_allclose(combined.predict_groups(Xh), want, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(regs[0].predict(Xh), want[:, 0], rtol=0, atol=1e-12)
 
 
 def test_fit_progress_reaches_one(swarm):
