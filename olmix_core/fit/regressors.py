@@ -152,15 +152,17 @@ def _huber_rows(R: np.ndarray, delta: float) -> np.ndarray:
 
 def robust_lm_batch(
     resid: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    jac: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    jac: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
     P0: np.ndarray,
     delta: float = _ROBUST_SCALE,
     max_iter: int = 400,
+    normal: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`robust_lm` for many independent problems at once (rows of P0; `resid(P, idx)` / `jac(P, idx)` evaluate
     problems `idx`): one batched p×p solve per step for all of them, each with its own damping, stopping on its
     own (10 rejected steps in a row, or no relative progress). Fitting 110 metrics × 3 starts this way costs
-    about what 3 separate fits did."""
+    about what 3 separate fits did. `normal(P, idx, r, w)`, when given, returns the weighted normal equations
+    (JᵀWJ, JᵀWr) directly (laws whose Jacobian has structure skip materialising it) in place of `jac`."""
     P = np.array(P0, float)
     B, p = P.shape
     every = np.arange(B)
@@ -178,12 +180,17 @@ def robust_lm_batch(
             break
         upd = idx[stale[idx]]
         if len(upd):
-            J, r = jac(P[upd], upd), R[upd]
+            r = R[upd]
             a = np.abs(r)
             w = np.where(a <= delta, 1.0, delta / np.maximum(a, 1e-300))
-            JW = J * w[:, :, None]
-            A_all[upd] = JW.transpose(0, 2, 1) @ J
-            g_all[upd] = np.einsum("bnp,bn->bp", JW, r)
+            if normal is not None:
+                A_all[upd], g_all[upd] = normal(P[upd], upd, r, w)
+            else:
+                assert jac is not None
+                J = jac(P[upd], upd)
+                JW = J * w[:, :, None]
+                A_all[upd] = JW.transpose(0, 2, 1) @ J
+                g_all[upd] = np.einsum("bnp,bn->bp", JW, r)
             stale[upd] = False
         A, g = A_all[idx], g_all[idx]
         damp = np.diagonal(A, axis1=1, axis2=2) + 1e-9
@@ -316,7 +323,7 @@ class LightGBMRegressor(Regressor):
             cvb = res["cvbooster"]
             best = int(cvb.best_iteration) if cvb.best_iteration > 0 else int(p["num_iterations"])
             for (_, va), booster in zip(split, cvb.boosters):
-                oof[va, j] = booster.predict(X[va], num_iteration=best)
+                oof[va, j] = booster.predict(X[va], num_iteration=best, num_threads=1)
             full = cls(**{**params, "num_iterations": best})
             ds_full = lgb.Dataset(X, label=Y[:, j], params={"verbosity": -1, "min_data_in_bin": 1})
             full.booster = lgb.train(full._train_params(len(X), seed), ds_full, num_boost_round=best)
@@ -423,15 +430,32 @@ class LogLinearRegressor(Regressor):
         u = np.clip(P[:, 1:2] + P[:, 2:] @ F.T, -50, 50)
         return np.c_[P[:, :1] + s[:, None] * np.exp(u) - Z, np.sqrt(self.ridge) * P[:, 2:]]
 
-    def _jac_b(self, P: np.ndarray, s: np.ndarray, F: np.ndarray) -> np.ndarray:
-        B, k = len(P), F.shape[1]
+    def _normal_b(
+        self, P: np.ndarray, s: np.ndarray, F: np.ndarray, FF: np.ndarray, r: np.ndarray, w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """JᵀWJ and JᵀWr of `_resid_b` without forming its Jacobian J: a data row's gradient is (1, e, e·F_i) with
+        e = s·exp(b + t·F_i), so every block is a weighted sum over rows, i.e. one matrix product with F (or with
+        FF, the rows' outer products F_i F_iᵀ flattened); the ridge rows add a diagonal."""
+        B, n, k = len(P), F.shape[0], F.shape[1]
         e = s[:, None] * np.exp(np.clip(P[:, 1:2] + P[:, 2:] @ F.T, -50, 50))
-        J = np.zeros((B, F.shape[0] + k, k + 2))
-        J[:, : F.shape[0], 0] = 1.0
-        J[:, : F.shape[0], 1] = e
-        J[:, : F.shape[0], 2:] = e[:, :, None] * F[None, :, :]
-        J[:, F.shape[0] :, 2:] = np.sqrt(self.ridge) * np.eye(k)
-        return J
+        wd, rd = w[:, :n], r[:, :n]
+        we, we2 = wd * e, wd * e * e
+        A = np.empty((B, k + 2, k + 2))
+        A[:, 0, 0] = wd.sum(1)
+        A[:, 0, 1] = A[:, 1, 0] = we.sum(1)
+        A[:, 1, 1] = we2.sum(1)
+        A[:, 0, 2:] = we @ F
+        A[:, 1, 2:] = we2 @ F
+        A[:, 2:, 0] = A[:, 0, 2:]
+        A[:, 2:, 1] = A[:, 1, 2:]
+        A[:, 2:, 2:] = (we2 @ FF).reshape(B, k, k)
+        diag = np.arange(2, k + 2)
+        A[:, diag, diag] += self.ridge * w[:, n:]
+        g = np.empty((B, k + 2))
+        g[:, 0] = (wd * rd).sum(1)
+        g[:, 1] = (we * rd).sum(1)
+        g[:, 2:] = (we * rd) @ F + np.sqrt(self.ridge) * w[:, n:] * r[:, n:]
+        return A, g
 
     def fit(self, X: np.ndarray, y: np.ndarray, seed: int = 0) -> LogLinearRegressor:
         other = self.fit_many(X, np.asarray(y, float)[:, None], seed, **self.params)[0]
@@ -453,14 +477,16 @@ class LogLinearRegressor(Regressor):
         out: list[Regressor] = []
         P, loss = np.empty((m * k, P0.shape[2])), np.empty(m * k)
         chunk = max(1, 4_000_000 // ((F.shape[0] + F.shape[1]) * P0.shape[2]))  # bounds the batched Jacobians
+        FF = (F[:, :, None] * F[:, None, :]).reshape(len(F), -1)
         for i in range(0, m * k, chunk):
             sl = slice(i, i + chunk)
             s_c, Z_c = s_all[sl], Zr[sl]
             P[sl], loss[sl] = robust_lm_batch(
                 lambda q, idx, s_c=s_c, Z_c=Z_c: proto._resid_b(q, s_c[idx], F, Z_c[idx]),
-                lambda q, idx, s_c=s_c: proto._jac_b(q, s_c[idx], F),
+                None,
                 P0.reshape(m * k, -1)[sl],
                 max_iter=proto.max_iter,
+                normal=lambda q, idx, r, w, s_c=s_c: proto._normal_b(q, s_c[idx], F, FF, r, w),
             )
         best = np.argmin(loss.reshape(m, k), axis=1)
         for j in range(m):

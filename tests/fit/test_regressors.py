@@ -231,3 +231,26 @@ def test_fit_progress_reaches_one(swarm):
     fractions = [f for f, _ in calls]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
     assert any(msg.startswith("lightgbm:") for _, msg in calls) and any(msg.startswith("log_linear:") for _, msg in calls)
+
+
+@pytest.mark.parametrize("kind", ["log_linear", "log_linear_power"])
+def test_log_linear_normal_equations_match_the_jacobian(swarm, kind):
+    """The structured normal equations (no Jacobian formed) equal JᵀWJ and JᵀWr of a numerical Jacobian of the
+    residuals, Huber weights below 1 and ridge rows included."""
+    X, Y = swarm
+    reg = make_regressor(kind)
+    F = reg._features(X)
+    n, k = F.shape
+    rng = np.random.default_rng(3)
+    P = np.c_[rng.normal(size=(4, 2)), 0.3 * rng.normal(size=(4, k))]
+    s = np.array([1.0, -1.0, 1.0, -1.0])
+    Z = np.repeat(Y[:, :1].T, 4, 0)
+    R = reg._resid_b(P, s, F, Z)
+    W = rng.uniform(0.2, 1.0, R.shape)
+    FF = (F[:, :, None] * F[:, None, :]).reshape(n, -1)
+    A, g = reg._normal_b(P, s, F, FF, R, W)
+    h = 1e-6
+    J = np.stack([(reg._resid_b(P + h * np.eye(k + 2)[i], s, F, Z) - R) / h for i in range(k + 2)], axis=2)
+    JW = J * W[:, :, None]
+    np.testing.assert_allclose(A, JW.transpose(0, 2, 1) @ J, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(g, np.einsum("bnp,bn->bp", JW, R), rtol=1e-4, atol=1e-4)
