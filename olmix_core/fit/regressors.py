@@ -665,7 +665,12 @@ class _GPKernel:
         self.key = (F.tobytes(), ls.tobytes())
 
     def block(self, Fs: np.ndarray) -> np.ndarray:
-        return _matern52(Fs, self.F, self.ls, 1.0)[0]
+        """Unit-variance kernel between `Fs` and the training inputs (compiled for large batches)."""
+        if len(Fs) < 2048:
+            return _matern52(Fs, self.F, self.ls, 1.0)[0]
+        from olmix_core.fit.kernels import matern52_block
+
+        return matern52_block(Fs, self.F, self.ls, 1.0)
 
     def variance_weights(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(metrics × std rows): latent variance = a - weights @ (Uᵀ k*)², per metric."""
@@ -903,12 +908,32 @@ class SearchRegressor(Regressor):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.predict_many([self], X)[:, 0]
+
+    @classmethod
+    def predict_many(
+        cls, models: list[Regressor], X: np.ndarray, cache: dict[Any, Any] | None = None
+    ) -> np.ndarray:
+        """One nearest-neighbour query (a k-d tree, L1) per set of observed mixtures, shared by every metric
+        fitted on the same runs."""
+        from scipy.spatial import cKDTree
+
         X = _as_2d(X)
-        out = np.empty(len(X))
-        step = max(1, 2_000_000 // max(1, len(self.X) * X.shape[1]))
-        for i in range(0, len(X), step):
-            dist = np.abs(X[i : i + step, None, :] - self.X[None, :, :]).sum(-1)
-            out[i : i + step] = self.y[dist.argmin(1)]
+        out = np.empty((len(X), len(models)))
+        groups: dict[bytes, list[int]] = {}
+        for j, m in enumerate(models):
+            groups.setdefault(m.X.tobytes(), []).append(j)  # type: ignore[attr-defined]
+        for cols in groups.values():
+            obs = models[cols[0]].X  # type: ignore[attr-defined]
+            key = ("search", obs.tobytes())
+            tree = None if cache is None else cache.get(key)
+            if tree is None:
+                tree = cKDTree(obs)
+                if cache is not None:
+                    cache[key] = tree
+            nearest = tree.query(X, k=1, p=1, workers=-1)[1]
+            for j in cols:
+                out[:, j] = models[j].y[nearest]  # type: ignore[attr-defined]
         return out
 
     def _state(self) -> dict[str, Any]:

@@ -254,3 +254,13 @@ def test_log_linear_normal_equations_match_the_jacobian(swarm, kind):
     JW = J * W[:, :, None]
     np.testing.assert_allclose(A, JW.transpose(0, 2, 1) @ J, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(g, np.einsum("bnp,bn->bp", JW, R), rtol=1e-4, atol=1e-4)
+
+
+def test_search_predicts_the_nearest_observed_run(swarm, heldout):
+    """`search` answers with the metric of the nearest observed mixture (L1), for every metric in one query."""
+    X, Y = swarm
+    regs = [make_regressor("search").fit(X, Y[:, j]) for j in range(Y.shape[1])]
+    Xh = heldout[0]
+    nearest = np.abs(Xh[:, None, :] - X[None, :, :]).sum(-1).argmin(1)
+    np.testing.assert_array_equal(type(regs[0]).predict_many(regs, Xh), Y[nearest])
+    np.testing.assert_array_equal(regs[1].predict(Xh), Y[nearest, 1])
