@@ -39,6 +39,7 @@ class Regressor(ABC):
     kind: ClassVar[str]
     has_std: ClassVar[bool] = False
     joint: ClassVar[bool] = False  # fit_many shares work across metrics (fit them in one call, not in chunks)
+    shared: ClassVar[bool] = False  # joint fits share parameters, so the metrics fitted together change the model
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -254,6 +255,7 @@ class LightGBMRegressor(Regressor):
         "num_leaves": 31,
         "min_child_samples": 20,
         "early_stopping_rounds": 0,  # > 0: K-fold CV stops boosting this many rounds after the last improvement
+        "max_bin": 255,  # LightGBM's feature histogram size
     }
 
     @classmethod
@@ -269,6 +271,7 @@ class LightGBMRegressor(Regressor):
             "num_leaves": p["num_leaves"],
             "min_data_in_leaf": max(2, min(p["min_child_samples"], n // 10)),
             "min_data_in_bin": 1,
+            "max_bin": int(p["max_bin"]),
             "seed": seed,
             "deterministic": True,
             "force_row_wise": True,
@@ -276,13 +279,14 @@ class LightGBMRegressor(Regressor):
             "verbosity": -1,
         }
 
+    def _dataset_params(self) -> dict[str, Any]:
+        return {"verbosity": -1, "min_data_in_bin": 1, "max_bin": int({**self.DEFAULTS, **self.params}["max_bin"])}
+
     def fit(self, X: np.ndarray, y: np.ndarray, seed: int = 0) -> LightGBMRegressor:
         import lightgbm as lgb
 
         p = {**self.DEFAULTS, **self.params}
-        ds = lgb.Dataset(
-            np.asarray(X, float), label=np.asarray(y, float), params={"verbosity": -1, "min_data_in_bin": 1}
-        )
+        ds = lgb.Dataset(np.asarray(X, float), label=np.asarray(y, float), params=self._dataset_params())
         self.booster = lgb.train(self._train_params(len(y), seed), ds, num_boost_round=int(p["num_iterations"]))
         self.__dict__.pop("_table", None)
         return self
@@ -310,7 +314,7 @@ class LightGBMRegressor(Regressor):
         oof = np.empty(Y.shape)
         fulls: list[Regressor] = []
         for j in range(Y.shape[1]):
-            ds = lgb.Dataset(X, label=Y[:, j], params={"verbosity": -1, "min_data_in_bin": 1})
+            ds = lgb.Dataset(X, label=Y[:, j], params=proto._dataset_params())
             res = lgb.cv(
                 tp,
                 ds,
@@ -325,7 +329,7 @@ class LightGBMRegressor(Regressor):
             for (_, va), booster in zip(split, cvb.boosters):
                 oof[va, j] = booster.predict(X[va], num_iteration=best, num_threads=1)
             full = cls(**{**params, "num_iterations": best})
-            ds_full = lgb.Dataset(X, label=Y[:, j], params={"verbosity": -1, "min_data_in_bin": 1})
+            ds_full = lgb.Dataset(X, label=Y[:, j], params=proto._dataset_params())
             full.booster = lgb.train(full._train_params(len(X), seed), ds_full, num_boost_round=best)
             fulls.append(full)
         return fulls, oof
@@ -704,6 +708,7 @@ class GPRegressor(Regressor):
     kind = "gp"
     has_std = True
     joint = True
+    shared = True
     max_opt_rows = 256
     max_std_rows = 256
     max_iter = 150
