@@ -393,7 +393,7 @@ class LogLinearRegressor(Regressor):
     joint = True
     ridge = 1e-4
     n_refine = 3
-    max_iter = 60  # LM steps (accepted or not); on the DCLM swarm 25 already gives the same CV scores as 400
+    max_iter = 30  # LM steps (accepted or not): CV Spearman within 0.002 of 60 steps on DCLM and a 512 × 60 swarm
 
     @classmethod
     def min_runs(cls, n_domains: int) -> int:
@@ -439,7 +439,7 @@ class LogLinearRegressor(Regressor):
     ) -> tuple[np.ndarray, np.ndarray]:
         """JᵀWJ and JᵀWr of `_resid_b` without forming its Jacobian J: a data row's gradient is (1, e, e·F_i) with
         e = s·exp(b + t·F_i), so every block is a weighted sum over rows, i.e. one matrix product with F (or with
-        FF, the rows' outer products F_i F_iᵀ flattened); the ridge rows add a diagonal."""
+        FF, the upper triangles of the rows' outer products F_i F_iᵀ); the ridge rows add a diagonal."""
         B, n, k = len(P), F.shape[0], F.shape[1]
         e = s[:, None] * np.exp(np.clip(P[:, 1:2] + P[:, 2:] @ F.T, -50, 50))
         wd, rd = w[:, :n], r[:, :n]
@@ -452,7 +452,10 @@ class LogLinearRegressor(Regressor):
         A[:, 1, 2:] = we2 @ F
         A[:, 2:, 0] = A[:, 0, 2:]
         A[:, 2:, 1] = A[:, 1, 2:]
-        A[:, 2:, 2:] = (we2 @ FF).reshape(B, k, k)
+        iu, ju = np.triu_indices(k)
+        T = we2 @ FF  # the upper triangle of the t-block (it is symmetric)
+        A[:, 2 + iu, 2 + ju] = T
+        A[:, 2 + ju, 2 + iu] = T
         diag = np.arange(2, k + 2)
         A[:, diag, diag] += self.ridge * w[:, n:]
         g = np.empty((B, k + 2))
@@ -481,7 +484,8 @@ class LogLinearRegressor(Regressor):
         out: list[Regressor] = []
         P, loss = np.empty((m * k, P0.shape[2])), np.empty(m * k)
         chunk = max(1, 4_000_000 // ((F.shape[0] + F.shape[1]) * P0.shape[2]))  # bounds the batched Jacobians
-        FF = (F[:, :, None] * F[:, None, :]).reshape(len(F), -1)
+        iu, ju = np.triu_indices(F.shape[1])
+        FF = F[:, iu] * F[:, ju]
         for i in range(0, m * k, chunk):
             sl = slice(i, i + chunk)
             s_c, Z_c = s_all[sl], Zr[sl]
