@@ -119,15 +119,21 @@ def _pred_vs_actual_grid(models: FittedModels, Y: np.ndarray, path: Path) -> Non
 
 
 def plot_interactions(matrix: np.ndarray, domains: list[str], metrics: list[str], path: Path) -> None:
+    """Margins sized from the longest labels (tight_layout would draw the 100+ rotated labels twice)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(metrics) + 3), max(4.0, 0.3 * len(domains) + 2)))
+    ylab, xlab = [_short(d) for d in domains], [_short(m) for m in metrics]
+    char = 7 / 72 * 0.6  # inches per character at 7 pt
+    left, bottom = 0.3 + char * max(map(len, ylab)), 0.3 + char * max(map(len, xlab)) * 0.87  # sin 60°
+    w, h = max(5.0, 0.45 * len(metrics) + 3), max(4.0, 0.3 * len(domains) + 2) + bottom
+    fig = plt.figure(figsize=(w, h))
+    ax = fig.add_axes((left / w, bottom / h, 1 - (left + 1.4) / w, 1 - (bottom + 0.4) / h))
+    cax = fig.add_axes((1 - 1.2 / w, bottom / h, 0.15 / w, 1 - (bottom + 0.4) / h))
     v = float(np.abs(matrix).max()) or 1.0
     im = ax.imshow(matrix, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto")
-    ax.set_yticks(range(len(domains)), [_short(d) for d in domains], fontsize=7)
-    ax.set_xticks(range(len(metrics)), [_short(m) for m in metrics], fontsize=7, rotation=60, ha="right")
-    fig.colorbar(im, ax=ax, label="Δ metric (std) when 10% moves to the domain")
+    ax.set_yticks(range(len(domains)), ylab, fontsize=7)
+    ax.set_xticks(range(len(metrics)), xlab, fontsize=7, rotation=60, ha="right", rotation_mode="anchor")
+    fig.colorbar(im, cax=cax, label="Δ metric (std) when 10% moves to the domain")
     ax.set_title("domain × metric interaction (fitted models)", fontsize=9)
-    fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
