@@ -52,23 +52,28 @@ class Clock:
     cpu = 0.0
 
 
+def _shutdown_workers() -> None:
+    try:
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
+    except Exception:  # noqa: BLE001 - timing only
+        pass
+
+
 @contextmanager
 def clock() -> Iterator[Clock]:
     """Wall seconds and CPU (user) seconds of this process and of worker processes that ended inside the block
     (joblib's reusable workers are shut down at its end so that their time is counted)."""
     c = Clock()
+    _shutdown_workers()  # workers left from earlier work would count their CPU here when they end
     w0 = time.perf_counter()
     s0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime
     k0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     try:
         yield c
     finally:
-        try:
-            from joblib.externals.loky import get_reusable_executor
-
-            get_reusable_executor().shutdown(wait=True)
-        except Exception:  # noqa: BLE001 - timing only
-            pass
+        _shutdown_workers()
         c.wall = time.perf_counter() - w0
         c.cpu = (
             resource.getrusage(resource.RUSAGE_SELF).ru_utime

@@ -33,8 +33,9 @@ from olmix_core.fit.tables import SwarmTable
 
 # Candidates `auto` compares, with their settings. LightGBM here is tuned for small swarms (7 leaves, at most 150
 # rounds at rate 0.066, stopped 15 rounds after the CV folds' loss last improved: on the DCLM swarm the same CV
-# Spearman as 300 rounds at 0.033 for 40% of the time, ~90 trees kept); `lightgbm` chosen explicitly keeps RegMix's
-# settings (1000 rounds, no early stopping) as the baseline.
+# Spearman as 300 rounds at 0.033 for 40% of the time, ~90 trees kept; 63-bin histograms: the same CV Spearman on
+# DCLM and on a 512 × 60 synthetic swarm for 45% of the time); `lightgbm` chosen explicitly keeps RegMix's settings
+# (1000 rounds, no early stopping, 255 bins) as the baseline.
 AUTO_CANDIDATES: dict[str, dict[str, Any]] = {
     "lightgbm": {
         "num_iterations": 150,
@@ -42,6 +43,7 @@ AUTO_CANDIDATES: dict[str, dict[str, Any]] = {
         "num_leaves": 7,
         "min_child_samples": 5,
         "early_stopping_rounds": 15,
+        "max_bin": 63,
     },
     "log_linear": {},
     "log_linear_power": {},
@@ -171,16 +173,18 @@ def _run_cv(
     workers: int,
     progress: Progress | None,
 ) -> dict[str, tuple[list[Regressor], np.ndarray | None]]:
-    """Every candidate on every metric: joint kinds as one unit each, per-metric kinds in chunks of metrics;
-    units run in `workers` processes (results do not depend on the number of workers)."""
+    """Every candidate on every metric: kinds that share parameters across metrics (GP) as one unit, other joint
+    (batched) kinds in one chunk of metrics per worker, per-metric kinds in smaller chunks; units run in `workers`
+    processes (results do not depend on the number of workers)."""
     m = Y.shape[1]
     units: list[tuple[str, dict[str, Any], np.ndarray]] = []
     for name, params in cands.items():
-        if REGRESSORS[name].joint or m == 1:
+        cls = REGRESSORS[name]
+        if cls.shared or m == 1 or (cls.joint and workers == 1):
             units.append((name, params, np.arange(m)))
-        else:
-            size = max(1, math.ceil(m / max(4, 3 * workers)))
-            units += [(name, params, np.arange(i, min(i + size, m))) for i in range(0, m, size)]
+            continue
+        size = math.ceil(m / workers) if cls.joint else max(1, math.ceil(m / max(4, 3 * workers)))
+        units += [(name, params, np.arange(i, min(i + size, m))) for i in range(0, m, size)]
     weight = np.array([_COST.get(name, 1.0) * len(cols) for name, _, cols in units])
     order = np.argsort(-weight, kind="stable")
     total, done = float(weight.sum()) or 1.0, 0.0
@@ -321,6 +325,44 @@ def fit_metric(
 
 
 @dataclass
+class _PredictPlan:
+    """How the members of several metrics' models are predicted and combined (built once per metric list)."""
+
+    members: list[Regressor]
+    gp_idx: list[int]
+    by_kind: list[tuple[type, list[int]]]
+    avg: np.ndarray  # (members × metrics): 1/k for each of a metric's k members
+    own: np.ndarray  # (members × metrics): 1/k' for each of a metric's k' members with their own std
+    sizes: np.ndarray  # members per metric
+    has_std: np.ndarray  # metrics with at least one member with a std
+
+    @classmethod
+    def build(cls, models: list[Regressor]) -> _PredictPlan:
+        members: list[Regressor] = []
+        owner: list[int] = []
+        for j, model in enumerate(models):
+            for sub in model.members if isinstance(model, EnsembleRegressor) else [model]:
+                members.append(sub)
+                owner.append(j)
+        gp_idx = [k for k, r in enumerate(members) if isinstance(r, GPRegressor)]
+        kinds: dict[type, list[int]] = {}
+        for k, r in enumerate(members):
+            if not isinstance(r, GPRegressor):
+                kinds.setdefault(type(r), []).append(k)
+        m = len(models)
+        avg, own = np.zeros((len(members), m)), np.zeros((len(members), m))
+        sizes = np.bincount(owner, minlength=m).astype(float)
+        gp = np.zeros(len(members), bool)
+        gp[gp_idx] = True
+        n_own = np.bincount(np.array(owner)[gp], minlength=m) if gp.any() else np.zeros(m, int)
+        for k, j in enumerate(owner):
+            avg[k, j] = 1.0 / sizes[j]
+            if gp[k]:
+                own[k, j] = 1.0 / n_own[j]
+        return cls(members, gp_idx, list(kinds.items()), avg, own, sizes, n_own > 0)
+
+
+@dataclass
 class FittedModels:
     """One fitted model per metric over named domains; predicts from mixtures given in `domains` order."""
 
@@ -345,48 +387,34 @@ class FittedModels:
         assert S is not None
         return P, S
 
+    def _plan(self, ms: list[str]) -> _PredictPlan:
+        key = ("plan", tuple(ms))
+        if key not in self._cache:
+            self._cache[key] = _PredictPlan.build([self.fits[m].model for m in ms])
+        return self._cache[key]
+
     def _predict(self, X: np.ndarray, ms: list[str], with_std: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """All metrics at once: ensembles are opened into their members, and every GP member of every metric
-        goes into one `gp_predict` call (GPs fitted together share one kernel block), so the cost of a batch
-        of candidates hardly grows with the number of GP-modelled metrics."""
+        """All metrics at once: ensembles are opened into their members, every GP member of every metric goes
+        into one `gp_predict` call (GPs fitted together share one kernel block), every other kind into one
+        `predict_many` call, and members are combined per metric by two matrix products."""
         X = np.atleast_2d(np.asarray(X, float))
-        members: list[tuple[int, Regressor]] = []
-        for j, m in enumerate(ms):
-            model = self.fits[m].model
-            for sub in model.members if isinstance(model, EnsembleRegressor) else [model]:
-                members.append((j, sub))
-        preds: list[np.ndarray] = [np.empty(0)] * len(members)
-        stds: list[np.ndarray | None] = [None] * len(members)
-        gp_idx = [k for k, (_, r) in enumerate(members) if isinstance(r, GPRegressor)]
-        if gp_idx:
-            G, GS = gp_predict([members[k][1] for k in gp_idx], X, with_std=with_std)  # type: ignore[misc]
-            for c, k in enumerate(gp_idx):
-                preds[k] = G[:, c]
-                stds[k] = None if GS is None else GS[:, c]
-        by_kind: dict[type, list[int]] = {}
-        for k, (_, r) in enumerate(members):
-            if not isinstance(r, GPRegressor):
-                by_kind.setdefault(type(r), []).append(k)
-        for kind, ks in by_kind.items():  # no other kind has a std
-            cols = kind.predict_many([members[k][1] for k in ks], X, self._cache)
-            for c, k in enumerate(ks):
-                preds[k] = cols[:, c]
-        P = np.empty((len(X), len(ms)))
-        S = np.full((len(X), len(ms)), np.nan) if with_std else None
-        by_metric: dict[int, list[int]] = {}
-        for k, (j, _) in enumerate(members):
-            by_metric.setdefault(j, []).append(k)
-        for j, ks in by_metric.items():
-            if len(ks) == 1:
-                P[:, j] = preds[ks[0]]
-                if S is not None and stds[ks[0]] is not None:
-                    S[:, j] = stds[ks[0]]
-                continue
-            Pm = np.array([preds[k] for k in ks])
-            P[:, j] = Pm.mean(0)
-            own = [stds[k] for k in ks if stds[k] is not None]
-            if S is not None and own:  # as EnsembleRegressor.predict_mean_std
-                S[:, j] = np.sqrt(np.mean(np.square(own), axis=0) / len(ks) + Pm.var(axis=0))
+        plan = self._plan(ms)
+        M = np.empty((len(X), len(plan.members)))
+        SD = np.zeros((len(X), len(plan.members))) if with_std else None
+        if plan.gp_idx:
+            G, GS = gp_predict([plan.members[k] for k in plan.gp_idx], X, with_std=with_std)  # type: ignore[misc]
+            M[:, plan.gp_idx] = G
+            if SD is not None and GS is not None:
+                SD[:, plan.gp_idx] = GS
+        for kind, ks in plan.by_kind:  # no other kind has a std
+            M[:, ks] = kind.predict_many([plan.members[k] for k in ks], X, self._cache)
+        P = M @ plan.avg
+        if SD is None:
+            return P, None
+        # as EnsembleRegressor.predict_mean_std: sqrt(mean of the members' own variances / members + spread)
+        spread = np.maximum((M * M) @ plan.avg - P * P, 0.0)
+        S = np.sqrt((SD * SD) @ plan.own / plan.sizes[None, :] + spread)
+        S[:, ~plan.has_std] = np.nan
         return P, S
 
     def predict_std(self, X: np.ndarray, metrics: list[str] | None = None) -> np.ndarray:

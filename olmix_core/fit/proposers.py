@@ -229,6 +229,30 @@ class _TopK:
             v, r = v[keep], r[keep]
         self.vals, self.rows = v, r
 
+    def threshold(self) -> float:
+        """The value a candidate must beat to enter (inf until k are held)."""
+        return float(self.vals.max()) if len(self.vals) >= self.k else math.inf
+
+
+def _add_chunk(problem: Problem, top: _TopK, X: np.ndarray) -> None:
+    """Feasible candidates of one chunk into the running top-k, exactly, with the uncertainty term computed only
+    where it can matter: the objective without it is a lower bound (stds and weights are >= 0), so candidates are
+    scored in the order of that bound and the costly std stops once the bound reaches the k-th best value."""
+    bound, worst = problem.evaluate(X, with_std=False)
+    ok = worst >= 0
+    X, bound = X[ok], bound[ok]
+    if not problem._use_std:
+        top.add(bound, X)
+        return
+    order = np.argsort(bound, kind="stable")
+    step = max(256, top.k)
+    for i in range(0, len(order), step):
+        idx = order[i : i + step]
+        idx = idx[bound[idx] < top.threshold()]
+        if not len(idx):
+            break
+        top.add(problem.evaluate(X[idx])[0], X[idx])
+
 
 # ------------------------------------------------------------------------------------------------ simulation
 def propose_simulation(
@@ -263,11 +287,8 @@ def propose_simulation(
             n = min(problem.chunk, per_round - done)
             X = sample_candidates(rng, n, center, (lo_c, hi_c))
             X, valid = _feasible(problem, X)
-            X = X[valid]
-            if len(X):
-                obj, worst = problem.evaluate(X)
-                ok = worst >= 0
-                top.add(obj[ok], X[ok])
+            if valid.any():
+                _add_chunk(problem, top, X[valid])
             done += n
         if len(top.vals) == 0:
             if problem.reference is not None:

@@ -218,3 +218,23 @@ def test_regret_on_synthetic_swarms(caps):
         assert not problem.bounds.violations(p.x)
         regrets.append(regret(law, p.x, X, f_opt))
     assert np.mean(regrets) <= 0.05, regrets
+
+
+def test_simulation_top_k_with_lazy_uncertainty_is_exact(swarm, prior):
+    """The simulation proposer computes the GP std only for candidates whose mean-only objective can still enter
+    the top k; the kept candidates are exactly the top k of the full penalised objective."""
+    from olmix_core.fit.proposers import _add_chunk, _TopK, sample_candidates
+
+    X, Y = swarm
+    table = SwarmTable([str(i) for i in range(len(X))], None, "run", DOMAINS, METRICS, X, Y)
+    models = fit_models(table, "gp", n_jobs=1)
+    problem = _problem(table, models, prior, uncertainty=2.0)
+    C = sample_candidates(np.random.default_rng(0), 6000, prior, (0.05, 50.0))
+    full = problem.evaluate(C)[0]
+    top = _TopK(50, C.shape[1])
+    before = problem.n_evals
+    for part in np.array_split(C, 3):
+        _add_chunk(problem, top, part)
+    want = np.sort(full)[:50]
+    np.testing.assert_allclose(np.sort(top.vals), want, rtol=1e-12)
+    assert problem.n_evals - before < 1.5 * len(C)  # the std was computed for a fraction of the candidates

@@ -158,11 +158,18 @@ def test_auto_skips_candidates_that_need_more_runs():
         fit_metric(X[:6], X[:6, 0], "m", "auto", folds=3, candidates={"log_linear_power": {}})
 
 
-def test_parallel_fit_equals_serial(swarm):
+@pytest.mark.parametrize("kind", ["log_linear", "auto"])
+def test_parallel_fit_equals_serial(swarm, kind):
+    """Metrics split into per-worker chunks (batched kinds) or kept together (GP) give the serial fit's models."""
     table = _table(swarm)
-    a = fit_models(table, "log_linear", n_jobs=1)
-    b = fit_models(table, "log_linear", n_jobs=2)
-    np.testing.assert_allclose(a.predict(table.X), b.predict(table.X))
+    a = fit_models(table, kind, n_jobs=1, folds=3)
+    b = fit_models(table, kind, n_jobs=2, folds=3)
+    np.testing.assert_allclose(a.predict(table.X), b.predict(table.X), rtol=1e-9)
+    for m, fit in a.report()["metrics"].items():  # equal up to rounding (BLAS blocks batches differently)
+        other = b.report()["metrics"][m]
+        assert fit["chosen"] == other["chosen"]
+        for cand, sc in fit["cv"].items():
+            assert other["cv"][cand] == pytest.approx(sc, rel=1e-9)
 
 
 def test_load_errors(tmp_path):
@@ -204,13 +211,24 @@ def test_gp_metrics_fitted_together_share_one_kernel(swarm):
     assert len({id(g.kernel) for g in again}) == 1
 
 
-def test_lightgbm_numpy_trees_equal_lightgbm(swarm, heldout):
+def test_compiled_trees_equal_lightgbm(swarm, heldout):
+    """The compiled walk gives LightGBM's own predictions: small batches (serial), large ones (all cores), several
+    models at once (one column each), and single-leaf trees (a model boosted on a constant)."""
+    from olmix_core.fit.trees import TreeTable
+
     X, Y = swarm
-    reg = make_regressor("lightgbm").fit(X, Y[:, 0])
-    table = reg._tree_table()
-    assert table is not None
-    Xh = heldout[0][:50]
-    np.testing.assert_allclose(table.predict(Xh), reg.booster.predict(Xh), rtol=0, atol=1e-12)
+    regs = [make_regressor("lightgbm", num_iterations=60).fit(X, Y[:, j]) for j in range(Y.shape[1])]
+    flat = make_regressor("lightgbm", num_iterations=5).fit(X, np.full(len(X), 2.5))
+    regs.append(flat)
+    assert flat.booster.dump_model()["tree_info"][0]["num_leaves"] == 1
+    tables = [r._tree_table() for r in regs]
+    assert all(t is not None for t in tables)
+    combined = TreeTable.concat(tables)
+    rng = np.random.default_rng(0)
+    for Xh in (heldout[0][:50], rng.dirichlet(np.ones(X.shape[1]), 10_000)):
+        want = np.column_stack([r.booster.predict(Xh) for r in regs])
+        np.testing.assert_allclose(combined.predict_groups(Xh), want, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(regs[0].predict(Xh), want[:, 0], rtol=0, atol=1e-12)
 
 
 def test_fit_progress_reaches_one(swarm):
@@ -220,3 +238,36 @@ def test_fit_progress_reaches_one(swarm):
     fractions = [f for f, _ in calls]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
     assert any(msg.startswith("lightgbm:") for _, msg in calls) and any(msg.startswith("log_linear:") for _, msg in calls)
+
+
+@pytest.mark.parametrize("kind", ["log_linear", "log_linear_power"])
+def test_log_linear_normal_equations_match_the_jacobian(swarm, kind):
+    """The structured normal equations (no Jacobian formed) equal JᵀWJ and JᵀWr of a numerical Jacobian of the
+    residuals, Huber weights below 1 and ridge rows included."""
+    X, Y = swarm
+    reg = make_regressor(kind)
+    F = reg._features(X)
+    n, k = F.shape
+    rng = np.random.default_rng(3)
+    P = np.c_[rng.normal(size=(4, 2)), 0.3 * rng.normal(size=(4, k))]
+    s = np.array([1.0, -1.0, 1.0, -1.0])
+    Z = np.repeat(Y[:, :1].T, 4, 0)
+    R = reg._resid_b(P, s, F, Z)
+    W = rng.uniform(0.2, 1.0, R.shape)
+    iu, ju = np.triu_indices(k)
+    A, g = reg._normal_b(P, s, F, F[:, iu] * F[:, ju], R, W)
+    h = 1e-6
+    J = np.stack([(reg._resid_b(P + h * np.eye(k + 2)[i], s, F, Z) - R) / h for i in range(k + 2)], axis=2)
+    JW = J * W[:, :, None]
+    np.testing.assert_allclose(A, JW.transpose(0, 2, 1) @ J, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(g, np.einsum("bnp,bn->bp", JW, R), rtol=1e-4, atol=1e-4)
+
+
+def test_search_predicts_the_nearest_observed_run(swarm, heldout):
+    """`search` answers with the metric of the nearest observed mixture (L1), for every metric in one query."""
+    X, Y = swarm
+    regs = [make_regressor("search").fit(X, Y[:, j]) for j in range(Y.shape[1])]
+    Xh = heldout[0]
+    nearest = np.abs(Xh[:, None, :] - X[None, :, :]).sum(-1).argmin(1)
+    np.testing.assert_array_equal(type(regs[0]).predict_many(regs, Xh), Y[nearest])
+    np.testing.assert_array_equal(regs[1].predict(Xh), Y[nearest, 1])
