@@ -145,9 +145,41 @@ def main() -> None:
           f"{'met' if ge_rho >= 0.95 else 'NOT met'}); auto MAE ≤ Ai2's on {100 * le_mae:.1f}%")
     print(f"auto mean held-out Spearman over the kept metrics: {mean_kept:.3f} (target ≥ 0.90: "
           f"{'met' if mean_kept >= 0.90 else 'NOT met'})")
+    per_family = ai2_per_family(data)
     print(f"load average at end: {load_average()}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"scores": res, "timing": timing}, indent=2, default=float))
+        Path(args.json).write_text(json.dumps({"scores": res, "timing": timing, "per_family": per_family}, indent=2,
+                                              default=float))
+
+
+def ai2_per_family(data: Path) -> dict[str, object]:
+    """Ai2's fit_dclm_per_family.yaml as `olmix fit --config` runs it: the proposal, its predicted objective under
+    each fitted family model (and at the prior), and whether every token cap holds."""
+    import tempfile
+
+    from olmix_core.fit.fit_file import fit_options, read_fit_file
+    from olmix_core.fit.run import run_fit
+
+    file = read_fit_file(data / "fit_dclm_per_family.yaml")
+    with tempfile.TemporaryDirectory() as tmp, clock() as c:
+        result = run_fit(file.ratios, file.metrics, tmp, fit_options(file), priors=file.priors)
+    pred = result.predicted
+    assert pred is not None and result.proposal is not None
+    print(f"\n## Ai2's fit_dclm_per_family.yaml, unchanged ({c.wall:.1f}s wall)\n")
+    print(f"proposal ({pred.proposer}): " + ", ".join(f"{d} {w:.4f}" for d, w in result.proposed_weights.items() if w >= 0.005))
+    print(f"objective ({pred.objective.definition}): predicted {pred.objective.predicted:.5f}, at the prior "
+          f"{pred.objective.at_prior:.5f}\n")
+    print("| family model | model | CV Spearman | predicted at the proposal | at the prior |\n|---|---|---|---|---|")
+    for m, v in pred.metrics.items():
+        rho = result.models.fits[m].scores.get(result.models.fits[m].chosen, {}).get("spearman", float("nan"))
+        print(f"| {m} | {v.model} | {rho:.4f} | {v.predicted:.5f} | {v.at_prior:.5f} |")
+    caps = pred.token_caps or {}
+    at_cap = sorted(d for d, t in caps.items() if t.weight >= t.cap * (1 - 1e-6))  # as `olmix fit` counts them
+    print(f"\ntoken caps: {len(caps)} domains capped below 1, at their cap: {at_cap}; every cap holds: "
+          f"{pred.token_caps_hold}")
+    return {"weights": result.proposed_weights, "objective": pred.objective.predicted,
+            "at_prior": pred.objective.at_prior, "families": {m: v.predicted for m, v in pred.metrics.items()},
+            "token_caps_hold": pred.token_caps_hold, "at_cap": at_cap}
 
 
 if __name__ == "__main__":

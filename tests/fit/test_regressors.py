@@ -271,3 +271,24 @@ def test_search_predicts_the_nearest_observed_run(swarm, heldout):
     nearest = np.abs(Xh[:, None, :] - X[None, :, :]).sum(-1).argmin(1)
     np.testing.assert_array_equal(type(regs[0]).predict_many(regs, Xh), Y[nearest])
     np.testing.assert_array_equal(regs[1].predict(Xh), Y[nearest, 1])
+
+
+def test_predictions_stay_in_the_training_band(swarm, heldout, tmp_path):
+    """Every model's predictions are kept within the training range widened by one range on each side (laws with
+    an exponential extrapolate off any scale far from the runs); the band is saved with the models."""
+    from olmix_core.fit.fitting import clip_range
+
+    table = _table(swarm)
+    models = fit_models(table, "auto", folds=3, n_jobs=1, candidates=["log_linear", "gp"])
+    band = clip_range(table.Y)
+    np.testing.assert_allclose(band[1] - band[0], 3 * np.ptp(table.Y, axis=0))
+    for j, m in enumerate(table.metrics):
+        assert models.fits[m].clip == pytest.approx((band[0, j], band[1, j]))
+    far = np.eye(len(DOMAINS))  # single-domain mixtures, unlike any run
+    m0 = table.metrics[0]
+    models.fits[m0].clip = (float(table.Y[:, 0].min()), float(table.Y[:, 0].min()) + 1e-3)  # a narrow band
+    models._cache.clear()
+    P = models.predict(np.vstack([far, heldout[0][:20]]))
+    assert P[:, 0].min() >= models.fits[m0].clip[0] and P[:, 0].max() <= models.fits[m0].clip[1]
+    models.save(tmp_path / "m")
+    assert FittedModels.load(tmp_path / "m").fits[m0].clip == pytest.approx(models.fits[m0].clip)
