@@ -278,7 +278,7 @@ def _fit_table(
     n, d = X.shape
     split = kfold(n, folds, seed) if folds >= 2 and n >= 4 else []
     min_train = min((len(tr) for tr, _ in split), default=0)
-    band = clip_range(Y)
+    clips = [(float(lo), float(hi)) for lo, hi in clip_range(Y).T]
     if regression_type != "auto":
         reg = _new(regression_type, None)
         for metric in metrics:
@@ -288,7 +288,7 @@ def _fit_table(
         fulls, oof = res[regression_type]
         out = []
         for j, metric in enumerate(metrics):
-            fit = MetricFit(metric, fulls[j], fulls[j].describe(), clip=(float(band[0, j]), float(band[1, j])))
+            fit = MetricFit(metric, fulls[j], fulls[j].describe(), clip=clips[j])
             if oof is not None:
                 fit.oof = oof[:, j].copy()
                 fit.scores[regression_type] = scores(fit.oof, Y[:, j])
@@ -325,13 +325,12 @@ def _fit_table(
         table = {name: scores(o, y) for name, o in oofs.items()}
         members = _ensemble(table, selection, max_ensemble)
         best = "+".join(members)
+        oof = np.mean([oofs[c] for c in members], axis=0)
         if len(members) > 1:
-            table[best] = scores(np.mean([oofs[c] for c in members], axis=0), y)
-        members = best.split("+")
+            table[best] = scores(oof, y)
         fulls = {name: f[j] for name, (f, _) in res.items()}
         model: Regressor = fulls[members[0]] if len(members) == 1 else EnsembleRegressor([fulls[k] for k in members])
-        out.append(MetricFit(metric, model, best, table, np.mean([oofs[k] for k in members], axis=0), list(notes),
-                             clip=(float(band[0, j]), float(band[1, j]))))
+        out.append(MetricFit(metric, model, best, table, oof, list(notes), clip=clips[j]))
     return out
 
 

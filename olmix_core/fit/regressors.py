@@ -271,7 +271,6 @@ class LightGBMRegressor(Regressor):
             "num_leaves": p["num_leaves"],
             "min_data_in_leaf": max(2, min(p["min_child_samples"], n // 10)),
             "min_data_in_bin": 1,
-            "max_bin": int(p["max_bin"]),
             "seed": seed,
             "deterministic": True,
             "force_row_wise": True,
@@ -280,6 +279,7 @@ class LightGBMRegressor(Regressor):
         }
 
     def _dataset_params(self) -> dict[str, Any]:
+        """How features are binned (a Dataset's parameters; `max_bin` lives here only)."""
         return {"verbosity": -1, "min_data_in_bin": 1, "max_bin": int({**self.DEFAULTS, **self.params}["max_bin"])}
 
     def fit(self, X: np.ndarray, y: np.ndarray, seed: int = 0) -> LightGBMRegressor:

@@ -69,9 +69,8 @@ class TreeTable:
         return len(self.roots)
 
     @classmethod
-    def from_booster(cls, booster: Any, num_iteration: int | None = None) -> TreeTable | None:
-        """One model's trees (the first `num_iteration` rounds' when given); None when a split is not a plain
-        numerical `<=` split (categorical, missing values)."""
+    def from_booster(cls, booster: Any) -> TreeTable | None:
+        """One model's trees; None when a split is not a plain numerical `<=` split (categorical, missing values)."""
         feat: list[int] = []
         thr: list[float] = []
         left: list[int] = []
@@ -84,7 +83,7 @@ class TreeTable:
             feat.append(0), thr.append(math.inf), left.append(i), value.append(0.0)
             return i
 
-        for tree in booster.dump_model(num_iteration=num_iteration)["tree_info"]:
+        for tree in booster.dump_model()["tree_info"]:
             roots.append(new_leaf())
             stack = [(tree["tree_structure"], roots[-1], 0)]
             deepest = 0
