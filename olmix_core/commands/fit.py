@@ -33,6 +33,7 @@ FIELDS = {
     "temperature": "proposer.temperature",
     "make_worst_mix": "proposer.make_worst_mix",
     "uncertainty_penalty": "proposer.uncertainty_penalty",
+    "residual_gp": "proposer.residual_gp",
     "fit_only": "proposer.fit_only",
     "num_samples": "proposer.num_samples",
     "top_k": "proposer.top_k",
@@ -232,6 +233,9 @@ def _progress_bar() -> Iterator[Callable[[float, str], None]]:
     default=None,
     help="β: minimise prediction + β·std where models have one (GP, ensembles); 0 = plain prediction. [1]",
 )
+@click.option("--residual-gp/--no-residual-gp", default=None,
+              help="Correct the proposal by the runs: best posterior mean of the fitted models plus a GP on their "
+                   "residuals, among the proposer's mixture and candidates near it and the best runs. [off]")
 @click.option("--fit-only", is_flag=True, default=None, help="Fit and report; propose nothing.")
 @click.option("--seed", type=int, default=None, help="Seed for the split, folds, models and proposers. [0]")
 @click.option("--folds", type=int, default=None, help="K for K-fold cross-validation. [5]")

@@ -52,6 +52,7 @@ _EXPORTS = {
     "Setup": "run",
     "prepare": "run",
     "propose_from_fit": "run",
+    "propose_with": "run",
     "run_fit": "run",
     "Priors": "tables",
     "SwarmTable": "tables",

@@ -200,7 +200,7 @@ def _enforce_pareto(problem: Problem, x: np.ndarray) -> np.ndarray:
     return best
 
 
-def _finish(problem: Problem, x: np.ndarray, name: str, details: dict[str, Any]) -> Proposal:
+def finish(problem: Problem, x: np.ndarray, name: str, details: dict[str, Any]) -> Proposal:
     """Exact constraint check, then the proposal with its predicted objective."""
     x = _enforce_pareto(problem, x)
     bad = problem.bounds.violations(x, tol=1e-9)
@@ -301,7 +301,7 @@ def propose_simulation(
             lo_c, hi_c = lo_c * 4, hi_c * 4
     x = repair(mean, problem.bounds)
     name = "simulation_iterative" if iterative else "simulation"
-    return _finish(problem, x, name, {"candidates": per_round * n_rounds, "top_k": top_k, "best_per_round": history})
+    return finish(problem, x, name, {"candidates": per_round * n_rounds, "top_k": top_k, "best_per_round": history})
 
 
 # ---------------------------------------------------------------------------------------------------- search
@@ -323,7 +323,7 @@ def propose_search(problem: Problem) -> Proposal:
             f"search: none of the {len(X)} observed runs meets the constraints ({', '.join(why) or 'combined'})"
         )
     i = int(np.flatnonzero(ok)[np.argmin(obj[ok])])
-    return _finish(
+    return finish(
         problem, X[i].copy(), "search", {"row": i, "feasible_runs": int(ok.sum()), "observed_objective": float(obj[i])}
     )
 
@@ -439,7 +439,7 @@ def propose_exact(problem: Problem) -> Proposal:
         if best is None:
             best = repair(x0, b)
     assert best is not None
-    return _finish(problem, best, "exact", {"solves": n_solves, "seconds": time.perf_counter() - t0})
+    return finish(problem, best, "exact", {"solves": n_solves, "seconds": time.perf_counter() - t0})
 
 
 # --------------------------------------------------------------------------------------------------- general
@@ -587,7 +587,7 @@ def propose_general(
                 best, best_v = x, v
         if best is None:
             best = repair(x0, b)
-    return _finish(
+    return finish(
         problem,
         best,
         "general",

@@ -310,10 +310,7 @@ def _propose_on(
     """The proposal, its predicted performance, the proposer's report, and the data of the weights/Pareto plots."""
     problem = setup.problem(table, models, options)
     t1 = time.perf_counter()
-    proposer = options.proposer.type
-    if proposer == "auto":
-        proposer = "exact" if exact_possible(problem) else "general"
-    proposal = propose(problem, proposer, **_proposer_options(options, proposer))
+    proposal = propose_with(table, models, setup, options, problem)
     info = {"type": proposal.proposer, "requested": options.proposer.type, "seconds": round(time.perf_counter() - t1, 3),
             **proposal.details}
     weights_plot = {"prior": problem.prior, "proposed": proposal.x}
@@ -329,6 +326,32 @@ def _propose_on(
             "tol": problem.tol,
         }
     return proposal, _predicted_performance(problem, proposal, setup), info, weights_plot, pareto_plot
+
+
+def propose_with(table: SwarmTable, models: FittedModels, setup: Setup, options: FitOptions,
+                 problem: Problem | None = None) -> Proposal:
+    """The proposal `olmix fit` makes: `fit.proposer.type` (auto: exact when the models allow it, else general),
+    then, with `fit.proposer.residual_gp`, corrected by the runs."""
+    problem = problem or setup.problem(table, models, options)
+    proposer = options.proposer.type
+    if proposer == "auto":
+        proposer = "exact" if exact_possible(problem) else "general"
+    proposal = propose(problem, proposer, **_proposer_options(options, proposer))
+    if options.proposer.residual_gp:
+        proposal = _residual_gp(table, models, setup, options, proposal)
+    return proposal
+
+
+def _residual_gp(table: SwarmTable, models: FittedModels, setup: Setup, options: FitOptions, base: Proposal) -> Proposal:
+    """`base` corrected by the runs (`fit.posterior.propose_posterior`): the GP carries the uncertainty there, so
+    candidates are compared by the posterior mean, without the models' own uncertainty penalty."""
+    from threadpoolctl import threadpool_limits
+
+    from olmix_core.fit.posterior import propose_posterior
+
+    plain = options.model_copy(update={"proposer": options.proposer.model_copy(update={"uncertainty_penalty": 0.0})})
+    with threadpool_limits(1):  # small matrices (see fit.proposers)
+        return propose_posterior(setup.problem(table, models, plain), base)
 
 
 def propose_from_fit(
@@ -400,7 +423,8 @@ def _predicted_performance(problem: Problem, proposal: Proposal, setup: Setup) -
             "predicted": sign * proposal.objective,
             # how unsure the models are at the proposal: per-metric stds (GP posterior, ensemble spread) combined
             # as independent errors; None when no objective metric's model has an uncertainty
-            "std": None if np.isnan(obj_std).all() else float(np.sqrt(np.nansum(obj_std**2))),
+            "std": proposal.details["posterior_std"] if proposal.proposer == "posterior"
+            else None if np.isnan(obj_std).all() else float(np.sqrt(np.nansum(obj_std**2))),
             "at_prior": sign * float(problem.objective.from_predictions(prior_pred[obj_cols][None, :])[0]),
             **(
                 {"at_reference": sign * float(problem.objective.from_predictions(ref_pred[obj_cols][None, :])[0])}

@@ -128,6 +128,8 @@ class LocalLauncher(Launcher):
                     out[name] = self._write(st, state=RunState.failed, reason=f"process died (pid {st.job_id}); {unreadable[name]}")
                 elif name in results:
                     out[name] = self._write(st, state=RunState.succeeded, reason=None)
+                elif 0 < (at := cancel_time(self.swarm)) and _submitted_at(st) <= at:  # killed by a cancel, not yet reaped
+                    out[name] = self._write(st, state=RunState.canceled, reason="canceled")
                 else:
                     out[name] = self._write(st, state=RunState.failed, reason=f"process died (pid {st.job_id}) {_log_tail(self.swarm, name)}".strip())
         if any(s.state == RunState.submitted for s in out.values()) and not self.supervisor_alive():
@@ -442,11 +444,7 @@ class Supervisor:
 
     # the queue -------------------------------------------------------------------------------------
     def cancel_time(self) -> float:
-        try:
-            marker = self.swarm.store.read_json_or(self.swarm.key(CANCEL_KEY), {})
-        except ArtifactCorrupt:
-            return time.time()  # a cancel was being recorded: start nothing queued before now
-        return float(marker.get("time", 0.0)) if isinstance(marker, dict) else time.time()
+        return cancel_time(self.swarm)
 
     def statuses(self) -> dict[str, RunStatus]:
         return read_statuses(self.swarm)
@@ -600,6 +598,16 @@ def _flock(fd: int, retries: int = 0) -> bool:
 
 def _submitted_at(st: RunStatus) -> float:
     return float(st.extra.get("submitted_at", 0.0))
+
+
+def cancel_time(swarm: SwarmStore) -> float:
+    """When the group was last canceled (0: never). A run submitted before it ends `canceled`, whoever resolves it
+    (the supervisor reaping its child, or `status()` finding its process gone)."""
+    try:
+        marker = swarm.store.read_json_or(swarm.key(CANCEL_KEY), {})
+    except ArtifactCorrupt:
+        return time.time()  # a cancel was being recorded: start nothing queued before now
+    return float(marker.get("time", 0.0)) if isinstance(marker, dict) else time.time()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,6 +93,23 @@ def fit(
                       cv=cv, plots=plots, warnings=[str(w) for w in result.warnings], files=dict(result.files))
 
 
+def with_residual_gp(options: FitOptions, swarm: SwarmStore, fit_id: str) -> FitOptions:
+    """`fit.proposer.residual_gp: null` resolved for one fit: on when its runs include adaptive rounds (appended
+    runs cluster where the models put the optimum, so the runs there correct them; bench/adaptive.py). Decided by
+    the fit's own table, so proposing again from the same fit gives the same proposal."""
+    import io
+
+    import pandas as pd
+
+    if options.proposer.residual_gp is not None:
+        return options
+    ratios = pd.read_csv(io.StringIO(swarm.store.read_text(swarm.fit_key(fit_id, "ratios.csv"))))
+    runs = ratios["run"] if "run" in ratios else []
+    specs = swarm.read_run_files("spec.json")
+    on = any(int(specs.get(str(r), {}).get("round", 0)) > 0 for r in runs)
+    return options.model_copy(update={"proposer": options.proposer.model_copy(update={"residual_gp": on})})
+
+
 def propose(config: ExperimentConfig, swarm: SwarmStore, fit_id: str) -> ProposalSummary:
     """The mixture that optimises the config's objective under its constraints (token caps, minimum and fixed
     weights), from the saved models of `fit_id` (`olmix_core.fit.propose_from_fit`, the same code as `olmix fit`)."""
@@ -101,6 +118,7 @@ def propose(config: ExperimentConfig, swarm: SwarmStore, fit_id: str) -> Proposa
     fit_dir = swarm.url("fits", fit_id)
     tables = (f"{fit_dir}/ratios.csv", f"{fit_dir}/metrics.csv")
     options, priors = reduced_fit_inputs(config, fit_options(config), _priors(swarm))
+    options = with_residual_gp(options, swarm, fit_id)
     result = propose_from_fit(*tables, fit_dir, options, priors=priors)
     weights = {k: float(v) for k, v in (result.proposed_weights or {}).items()}
     reduced = None

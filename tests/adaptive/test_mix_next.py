@@ -101,8 +101,8 @@ def test_candidates_around_a_capped_proposal_fill_its_cap_face():
     densely (plain draws reach it only when every capped domain is pushed past its cap), all rows feasible."""
     from types import SimpleNamespace
 
-    from olmix_core.adaptive import active_caps, candidate_pool
     from olmix_core.fit.constraints import repair
+    from olmix_core.fit.posterior import active_caps, candidate_pool
 
     caps = dict(zip(DOMAINS, [0.15, 0.1, 1.0, 1.0, 1.0]))
     bounds = resolve_bounds(Constraints(target_tokens=1.0, min_weight_per_domain=0.02), DOMAINS, caps)

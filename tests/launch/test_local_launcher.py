@@ -150,6 +150,26 @@ def test_dead_process_without_result_is_failed_and_with_result_succeeded(tmp_pat
     assert stored[specs[0].run_name]["state"] == "failed"
 
 
+def test_dead_process_submitted_before_a_cancel_is_canceled_not_failed(tmp_path, fake_env):
+    """`cancel()` reads the statuses after writing its marker; a run its supervisor already killed (process gone,
+    final status not yet written) is canceled by the same rule the supervisor applies, not failed."""
+    from olmix_core.launch.local import CANCEL_KEY
+
+    launcher, specs = _launcher(tmp_path, variants=2)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    t = time.time()
+    for spec, submitted in zip(specs, (t - 10, t + 10)):
+        st = RunStatus(run_name=spec.run_name, state=RunState.running, attempts=1, launcher="local", job_id=str(gone.pid),
+                       extra={"host": launcher.host, "submitted_at": submitted})
+        launcher.swarm.store.write_json(launcher.swarm.run_key(spec.run_name, "status.json"), st.model_dump(mode="json"))
+    launcher.swarm.store.write_json(launcher.swarm.key(CANCEL_KEY), {"time": t})
+    statuses = launcher.status()
+    assert statuses[specs[0].run_name].state == RunState.canceled
+    assert statuses[specs[1].run_name].state == RunState.failed  # resubmitted after the cancel: its death is a failure
+    assert launcher.swarm.read_run_files("status.json")[specs[0].run_name]["state"] == "canceled"
+
+
 def test_queue_left_by_a_dead_supervisor_resumes(tmp_path, fake_env):
     launcher, specs = _launcher(tmp_path, variants=2)
     for spec in specs:

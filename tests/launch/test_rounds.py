@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
+from olmix_core.fit.predicted import read_predicted
 from olmix_core.launch.local import LocalLauncher
 from olmix_core.runspec import RunState
 from olmix_core.store import SwarmStore
@@ -29,6 +30,10 @@ def test_two_rounds_append_a_batch_verify_the_last_fit_and_resume(tmp_path, fake
     assert appended == out.rounds[0]["next_runs"] == [f"{config.name}-{out.group_id}-00{i}" for i in (10, 11, 12)]
     assert out.verify is not None and out.verify.verify_run.endswith("-0013") and out.verify.n_runs == 13
     assert out.fit_id == out.rounds[1]["fit_id"] != out.rounds[0]["fit_id"]
+    # the fit with appended rounds is proposed by the residual-GP posterior mean; the sampled swarm's fit is not
+    proposers = {k: read_predicted(swarm.url("fits", k, "predicted_performance.json")).proposer
+                 for k in (out.rounds[0]["fit_id"], out.fit_id)}
+    assert proposers[out.fit_id] == "posterior" != proposers[out.rounds[0]["fit_id"]]
 
     again = run_swarm(config, str(tmp_path / "out"), group_id=out.group_id, train_command=FAKE_TRAINER, timeout_s=300,
                       rounds=2, round_variants=3)
