@@ -58,10 +58,13 @@ CLIP_SPANS = 1.0  # predictions are kept within the training range widened by th
 def clip_range(Y: np.ndarray) -> np.ndarray:
     """(2 × metrics): the band each metric's predictions are kept in. Laws with an exponential (log-linear, BiMix)
     can extrapolate off any scale on mixtures unlike the training runs (DCLM, mmlu_moral_scenarios: a held-out MAE
-    of 163 BPB); nothing a mixture does moves a metric a whole observed range beyond what the swarm saw."""
+    of 163 BPB); nothing a mixture does moves a metric a whole observed range beyond what the swarm saw. A metric
+    never seen on one side of zero (a loss, BPB, an accuracy) is not predicted across it: with few runs a whole
+    range below the best one can be below zero."""
     lo, hi = np.nanmin(Y, axis=0), np.nanmax(Y, axis=0)
     span = hi - lo
-    return np.vstack([lo - CLIP_SPANS * span, hi + CLIP_SPANS * span])
+    low, high = lo - CLIP_SPANS * span, hi + CLIP_SPANS * span
+    return np.vstack([np.where(lo >= 0, np.maximum(low, 0.0), low), np.where(hi <= 0, np.minimum(high, 0.0), high)])
 
 
 def kfold(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -114,6 +114,13 @@ class Problem:
         worst = slack.min(1) if slack.shape[1] else np.full(len(X), np.inf)
         return obj, worst
 
+    def objective_std(self, X: np.ndarray) -> np.ndarray:
+        """The models' own uncertainty of the objective per row: the objective metrics' stds (GP posterior,
+        ensemble spread) combined as independent errors; NaN where no objective metric's model has one."""
+        S = self.models.predict_std(np.atleast_2d(X), self.objective.metrics) * self.objective.weights
+        out = np.sqrt(np.nansum(S**2, axis=1))
+        return np.where(np.isnan(S).all(1), np.nan, out)
+
     def observed_objective(self) -> tuple[np.ndarray, np.ndarray]:
         assert self.observed_X is not None and self.observed_Y is not None
         cols = [self.models.metrics.index(m) for m in self.needed]

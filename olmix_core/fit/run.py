@@ -415,16 +415,15 @@ def _predicted_performance(problem: Problem, proposal: Proposal, setup: Setup) -
     ref_pred = models.predict(problem.reference[None, :])[0] if problem.reference is not None else None
     obj_cols = [ms.index(m) for m in problem.objective.metrics]
     sign = -1.0 if setup.worst else 1.0  # the worst mixture's objective is reported as is, not negated
-    obj_std = std[obj_cols] * problem.objective.weights
+    obj_std = problem.objective_std(x)[0]
     out: dict[str, Any] = {
         "objective": {
             "definition": problem.objective.label,
             "direction": "maximize (make_worst_mix)" if setup.worst else "minimize",
             "predicted": sign * proposal.objective,
-            # how unsure the models are at the proposal: per-metric stds (GP posterior, ensemble spread) combined
-            # as independent errors; None when no objective metric's model has an uncertainty
+            # how unsure the models are at the proposal (Problem.objective_std; the posterior proposal: its own)
             "std": proposal.details["posterior_std"] if proposal.proposer == "posterior"
-            else None if np.isnan(obj_std).all() else float(np.sqrt(np.nansum(obj_std**2))),
+            else None if np.isnan(obj_std) else float(obj_std),
             "at_prior": sign * float(problem.objective.from_predictions(prior_pred[obj_cols][None, :])[0]),
             **(
                 {"at_reference": sign * float(problem.objective.from_predictions(ref_pred[obj_cols][None, :])[0])}

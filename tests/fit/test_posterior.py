@@ -62,3 +62,25 @@ def test_fit_cli_residual_gp_flag(tmp_path):
     assert "proposal (posterior)" in on.output
     off = CliRunner().invoke(cli, [*args, "--output-dir", str(tmp_path / "off")])
     assert off.exit_code == 0 and "proposal (posterior)" not in off.output, off.output
+
+
+def test_posterior_std_keeps_an_interpolating_models_own_uncertainty(tmp_path):
+    """A GP fitted on the runs leaves (almost) no residual there, so the residual GP alone is sure of itself far
+    from every run; the posterior std adds the models' own std as an independent error."""
+    from olmix_core.fit import fit_models, prepare
+    from olmix_core.fit.posterior import ObjectivePosterior
+    from olmix_core.fit.tables import SwarmTable
+
+    X, y, _, _ = _swarm(tmp_path)
+    table = SwarmTable([str(i) for i in range(len(X))], None, "run", DOMAINS, ["loss"], X, y[:, None])
+    models = fit_models(table, "gp", n_jobs=1)
+    options = FitOptions()
+    problem = prepare(table, options).problem(table, models, options)
+    far = np.eye(4) * 0.97 + 0.01  # near the corners, away from the runs
+    posterior = ObjectivePosterior(problem, X, y)
+    _, std = posterior.mean_std(far)
+    own = problem.objective_std(far)
+    with posterior.torch.no_grad():
+        residual = posterior.model.posterior(posterior.features(far)).variance[..., 0].sqrt().numpy() * posterior.scale
+    assert np.all(own > 0)
+    np.testing.assert_allclose(std, np.sqrt(residual**2 + own**2), rtol=1e-6)

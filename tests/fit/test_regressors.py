@@ -281,7 +281,12 @@ def test_predictions_stay_in_the_training_band(swarm, heldout, tmp_path):
     table = _table(swarm)
     models = fit_models(table, "auto", folds=3, n_jobs=1, candidates=["log_linear", "gp"])
     band = clip_range(table.Y)
-    np.testing.assert_allclose(band[1] - band[0], 3 * np.ptp(table.Y, axis=0))
+    lo, hi, span = table.Y.min(0), table.Y.max(0), np.ptp(table.Y, axis=0)
+    np.testing.assert_allclose(band[0], np.where(lo >= 0, np.maximum(lo - span, 0), lo - span))
+    np.testing.assert_allclose(band[1], np.where(hi <= 0, np.minimum(hi + span, 0), hi + span))
+    # a loss seen in [1, 3] is never predicted below 0; a score seen in [-3, -1] never above 0; a mixed one widens
+    mixed = clip_range(np.array([[1.0, -3.0, -1.0], [3.0, -1.0, 2.0]]))
+    np.testing.assert_allclose(mixed, [[0.0, -5.0, -4.0], [5.0, 0.0, 5.0]])
     for j, m in enumerate(table.metrics):
         assert models.fits[m].clip == pytest.approx((band[0, j], band[1, j]))
     far = np.eye(len(DOMAINS))  # single-domain mixtures, unlike any run
