@@ -172,10 +172,11 @@ def candidate_pool(problem: Problem, centers: list[np.ndarray], n: int, rng: np.
     return X[np.sort(first)]
 
 
-def propose_posterior(problem: Problem, base: Proposal, num_candidates: int = POSTERIOR_CANDIDATES) -> Proposal:
-    """The mixture with the best posterior mean (fitted models + residual GP) among `base` (the fitted models' own
-    proposal) and candidates around it and the three best runs. Where the observed runs contradict the fitted law
-    near its optimum, the runs win; elsewhere the GP reverts to the fitted models."""
+def propose_posterior(problem: Problem, base: Proposal, penalty: float = 0.0,
+                      num_candidates: int = POSTERIOR_CANDIDATES) -> Proposal:
+    """The mixture with the best posterior mean + `penalty` × posterior std (fitted models + residual GP) among
+    `base` (the fitted models' own proposal) and candidates around it and the three best runs. Where the observed
+    runs contradict the fitted law near its optimum, the runs win; elsewhere the GP reverts to the fitted models."""
     t0 = time.perf_counter()
     assert problem.observed_X is not None
     observed, _ = problem.observed_objective()
@@ -186,19 +187,21 @@ def propose_posterior(problem: Problem, base: Proposal, num_candidates: int = PO
     if problem.reference is not None:  # the Pareto constraints hold by the fitted models, as for every proposer
         pool = pool[problem.evaluate(pool, with_std=False)[1] >= 0] if len(pool) > 1 else pool
     mean, std = posterior.mean_std(pool)
-    i = int(np.argmin(mean))
+    i = int(np.argmin(mean + penalty * std))
     details = {
         "base": base.proposer,
         "base_objective": base.objective,
         "base_posterior_mean": float(posterior.mean_std(base.x[None, :])[0][0]),
         "posterior_mean": float(mean[i]),
         "posterior_std": float(std[i]),
+        "uncertainty_penalty": penalty,
         "candidates": len(pool),
         "seconds": time.perf_counter() - t0,
     }
     out = finish(problem, pool[i], "posterior", details)
-    # the posterior mean is the fitted penalised objective plus the GP's residual; the residual moves both values
+    # the posterior mean is the fitted penalised objective plus the GP's residual: the objective moves by the
+    # residual, and what was minimised is that mean plus the penalty on the posterior std
     residual = float(mean[i]) - out.penalised
     details["fitted_objective"] = out.objective
-    out.objective, out.penalised = out.objective + residual, float(mean[i])
+    out.objective, out.penalised = out.objective + residual, float(mean[i] + penalty * std[i])
     return out

@@ -343,15 +343,15 @@ def propose_with(table: SwarmTable, models: FittedModels, setup: Setup, options:
 
 
 def _residual_gp(table: SwarmTable, models: FittedModels, setup: Setup, options: FitOptions, base: Proposal) -> Proposal:
-    """`base` corrected by the runs (`fit.posterior.propose_posterior`): the GP carries the uncertainty there, so
-    candidates are compared by the posterior mean, without the models' own uncertainty penalty."""
+    """`base` corrected by the runs (`fit.posterior.propose_posterior`): candidates are compared by the posterior
+    mean + β × the posterior std (β = `fit.proposer.uncertainty_penalty`), whose std already holds the models' own."""
     from threadpoolctl import threadpool_limits
 
     from olmix_core.fit.posterior import propose_posterior
 
     plain = options.model_copy(update={"proposer": options.proposer.model_copy(update={"uncertainty_penalty": 0.0})})
     with threadpool_limits(1):  # small matrices (see fit.proposers)
-        return propose_posterior(setup.problem(table, models, plain), base)
+        return propose_posterior(setup.problem(table, models, plain), base, options.proposer.uncertainty_penalty)
 
 
 def propose_from_fit(

@@ -22,11 +22,11 @@ def true_loss(X: np.ndarray) -> np.ndarray:
     return 2.0 + 4.0 * ((X - OPTIMUM) ** 2).sum(1)
 
 
-def _swarm(tmp_path):
+def _swarm(tmp_path, near_runs: int = 16):
     """A wide swarm, plus runs clustered near the optimum as an adaptive round leaves them."""
     rng = np.random.default_rng(0)
     wide = rng.dirichlet(np.ones(4), 20)
-    near = rng.dirichlet(OPTIMUM * 300, 16)
+    near = rng.dirichlet(OPTIMUM * 300, near_runs)
     X = np.vstack([wide, near])
     Y = true_loss(X)[:, None] + rng.normal(0, 0.002, (len(X), 1))
     r, m = tmp_path / "ratios.csv", tmp_path / "metrics.csv"
@@ -52,6 +52,23 @@ def test_residual_gp_moves_a_misfitted_proposal_to_the_runs_inside_the_constrain
     details = post.report["proposer"]
     assert details["base"] != "posterior" and details["fitted_objective"] != perf["objective"]["predicted"]
     assert abs(perf["objective"]["predicted"] - true_loss(x_post[None])[0]) < 0.05  # the posterior mean, not the line
+
+
+def test_uncertainty_penalty_trades_posterior_mean_for_std(tmp_path):
+    """The same pool is searched for posterior mean + β·std. With no runs near the optimum the misfitted line's
+    corner keeps the best posterior mean (far from every run, the GP reverts to the line) but a large std; β = 1
+    (the default) takes a mixture the posterior is sure of, which is the better one."""
+    _, _, ratios, metrics = _swarm(tmp_path, near_runs=0)
+    out, x = {}, {}
+    for beta in (0.0, 1.0):
+        options = FitOptions.from_dict({"regression": {"type": "linear"}, "plots": False,
+                                        "proposer": {"residual_gp": True, "uncertainty_penalty": beta}})
+        result = run_fit(ratios, metrics, str(tmp_path / str(beta)), options)
+        out[beta], x[beta] = result.report["proposer"], result.proposal.x
+    assert out[1.0]["posterior_std"] < out[0.0]["posterior_std"] / 2
+    assert out[1.0]["posterior_mean"] > out[0.0]["posterior_mean"]
+    assert out[1.0]["uncertainty_penalty"] == 1.0 and out[0.0]["candidates"] == out[1.0]["candidates"]
+    assert true_loss(x[1.0][None])[0] < true_loss(x[0.0][None])[0] - 0.5
 
 
 def test_fit_cli_residual_gp_flag(tmp_path):
