@@ -234,8 +234,8 @@ def _progress_bar() -> Iterator[Callable[[float, str], None]]:
     help="β: minimise prediction + β·std where models have one (GP, ensembles); 0 = plain prediction. [1]",
 )
 @click.option("--residual-gp/--no-residual-gp", default=None,
-              help="Correct the proposal by the runs: best posterior mean of the fitted models plus a GP on their "
-                   "residuals, among the proposer's mixture and candidates near it and the best runs. [off]")
+              help="Correct the proposal by the runs: best posterior mean + β·std (the fitted models plus a GP on "
+                   "their residuals), among the proposer's mixture and candidates near it and the best runs. [off]")
 @click.option("--fit-only", is_flag=True, default=None, help="Fit and report; propose nothing.")
 @click.option("--seed", type=int, default=None, help="Seed for the split, folds, models and proposers. [0]")
 @click.option("--folds", type=int, default=None, help="K for K-fold cross-validation. [5]")

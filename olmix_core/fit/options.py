@@ -140,8 +140,9 @@ class ProposerOptions(_Section):
     rounds: int = Field(5, description="simulation_iterative rounds. Must be > 0.")
     num_starts: int = Field(4, description="General optimiser starts. Must be > 0.")
     residual_gp: bool | None = Field(None, description="Correct the proposal by the observed runs: propose the best "
-                                     "posterior mean (the fitted models plus a GP on their residuals at the runs) "
-                                     "among the proposer's mixture and candidates around it and the best runs. "
+                                     "posterior mean + uncertainty_penalty × std (the fitted models plus a GP on "
+                                     "their residuals at the runs) among the proposer's mixture and candidates "
+                                     "around it and the best runs. "
                                      "null: on for a swarm with adaptive rounds, off otherwise.")
 
     @field_validator("type")

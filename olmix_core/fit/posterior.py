@@ -4,9 +4,9 @@ searched over.
 The posterior over the objective (lower is better) takes the swarm's fitted models (whatever `olmix fit` chose per
 metric) as the prior mean, plus a BoTorch Gaussian process on their residuals at the observed runs: its posterior
 std is how unsure the whole model is at a mixture, also where the fitted models have no uncertainty of their own
-(log-linear laws). `olmix mix next` draws its batches from it (`olmix_core.adaptive`); the `posterior` proposer
-proposes its mean's optimum, which uses what the runs say where the fitted law misses them (the final proposal of
-an adaptive swarm, whose later runs cluster around the optimum). Candidates come from a constrained sampler, mostly
+(log-linear laws). `olmix mix next` draws its batches from it (`olmix_core.adaptive`); the `posterior` proposal
+(`fit.proposer.residual_gp`) minimises its mean + β·std, which uses what the runs say where the fitted law misses
+them (the final proposal of an adaptive swarm, whose later runs cluster around the optimum). Candidates come from a constrained sampler, mostly
 local around given centres, every row repaired onto the constraints exactly.
 """
 
