@@ -216,11 +216,11 @@ def format_resolved(config: ExperimentConfig, priors: dict, max_weights: dict[st
 
 def _group_launcher(group_id: str, config_path: str | None, storage_root: str | None) -> Launcher:
     """The launcher that ran a group: from the given config, else the config and launcher stored with the group."""
-    from olmix_core.launch import get_launcher
     from olmix_core.locate import locate_swarm
+    from olmix_core.stages import make_launcher
 
     config, swarm = locate_swarm(group_id, config_path, storage_root)
-    return get_launcher(swarm.metadata().launcher or config.launcher, config, swarm)
+    return make_launcher(swarm.metadata().launcher or config.launcher, config, swarm)
 
 
 def _wait(config: ExperimentConfig, swarm: SwarmStore, launcher: Launcher, specs: list[RunSpec]) -> dict[str, RunStatus]:
