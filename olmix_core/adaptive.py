@@ -129,7 +129,7 @@ def _suggest(
 ) -> NextBatch:
     t0 = time.perf_counter()
     # the GP carries the uncertainty here, so the fitted models' proposal is their plain prediction's optimum
-    options = options.model_copy(update={"proposer": options.proposer.model_copy(update={"uncertainty_penalty": 0.0})})
+    options = options.with_proposer(uncertainty_penalty=0.0)
     problem = setup.problem(table, models, options)
     observed, _ = problem.observed_objective()
     rng = np.random.default_rng(options.seed)

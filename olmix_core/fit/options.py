@@ -387,7 +387,11 @@ class FitOptions(_Section):
 
     def fitting_only(self) -> FitOptions:
         """The same options with `proposer.fit_only` set (the flow's separately cached fit step)."""
-        return self.model_copy(update={"proposer": self.proposer.model_copy(update={"fit_only": True})})
+        return self.with_proposer(fit_only=True)
+
+    def with_proposer(self, **changes: Any) -> FitOptions:
+        """The same options with these `proposer` fields changed."""
+        return self.model_copy(update={"proposer": self.proposer.model_copy(update=changes)})
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "fit options", prefix: str = "") -> FitOptions:

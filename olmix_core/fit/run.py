@@ -349,7 +349,7 @@ def _residual_gp(table: SwarmTable, models: FittedModels, setup: Setup, options:
 
     from olmix_core.fit.posterior import propose_posterior
 
-    plain = options.model_copy(update={"proposer": options.proposer.model_copy(update={"uncertainty_penalty": 0.0})})
+    plain = options.with_proposer(uncertainty_penalty=0.0)
     with threadpool_limits(1):  # small matrices (see fit.proposers)
         return propose_posterior(setup.problem(table, models, plain), base, options.proposer.uncertainty_penalty)
 

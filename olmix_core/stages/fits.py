@@ -107,7 +107,7 @@ def with_residual_gp(options: FitOptions, swarm: SwarmStore, fit_id: str) -> Fit
     runs = ratios["run"] if "run" in ratios else []
     specs = swarm.read_run_files("spec.json")
     on = any(int(specs.get(str(r), {}).get("round", 0)) > 0 for r in runs)
-    return options.model_copy(update={"proposer": options.proposer.model_copy(update={"residual_gp": on})})
+    return options.with_proposer(residual_gp=on)
 
 
 def propose(config: ExperimentConfig, swarm: SwarmStore, fit_id: str) -> ProposalSummary:
