@@ -122,13 +122,14 @@ class LocalLauncher(Launcher):
         if dead:
             unreadable: dict[str, str] = {}
             results = self.swarm.read_run_files("result.json", unreadable)
+            canceled_at = cancel_time(self.swarm)
             for name in dead:
                 st = out[name]
                 if name in unreadable:
                     out[name] = self._write(st, state=RunState.failed, reason=f"process died (pid {st.job_id}); {unreadable[name]}")
                 elif name in results:
                     out[name] = self._write(st, state=RunState.succeeded, reason=None)
-                elif 0 < (at := cancel_time(self.swarm)) and _submitted_at(st) <= at:  # killed by a cancel, not yet reaped
+                elif 0 < canceled_at and _submitted_at(st) <= canceled_at:  # killed by a cancel, not yet reaped
                     out[name] = self._write(st, state=RunState.canceled, reason="canceled")
                 else:
                     out[name] = self._write(st, state=RunState.failed, reason=f"process died (pid {st.job_id}) {_log_tail(self.swarm, name)}".strip())
@@ -443,15 +444,12 @@ class Supervisor:
             del self.uploads[name]
 
     # the queue -------------------------------------------------------------------------------------
-    def cancel_time(self) -> float:
-        return cancel_time(self.swarm)
-
     def statuses(self) -> dict[str, RunStatus]:
         return read_statuses(self.swarm)
 
     def queued(self, statuses: dict[str, RunStatus]) -> list[RunStatus]:
         """Submitted runs, oldest first; those submitted before a cancel are marked canceled instead."""
-        cancel_at = self.cancel_time()
+        cancel_at = cancel_time(self.swarm)
         out = []
         for name, st in statuses.items():
             if st.state != RunState.submitted or name in self.children or name in self.exited or name in self.unsynced:
@@ -467,7 +465,7 @@ class Supervisor:
         free slots."""
         self.reap()
         self.settle()
-        cancel_at = self.cancel_time()
+        cancel_at = cancel_time(self.swarm)
         for child in self.children.values():
             if _submitted_at(child.status) <= cancel_at:
                 sig = signal.SIGKILL if time.time() - cancel_at > KILL_GRACE_S else signal.SIGTERM
@@ -491,7 +489,7 @@ class Supervisor:
 
     def start(self, st: RunStatus) -> None:
         name = st.run_name
-        if _submitted_at(st) <= self.cancel_time():
+        if _submitted_at(st) <= cancel_time(self.swarm):
             self._write(st, state=RunState.canceled, reason="canceled before it started")
             return
         argv = [*self.train_command, "--run-spec", self.swarm.url("runs", name, "spec.json")]
@@ -553,7 +551,7 @@ class Supervisor:
         has_result = self.swarm.store.exists(self.swarm.run_key(child.name, "result.json"))
         if code == 0 and has_result:
             state, reason = RunState.succeeded, None
-        elif _submitted_at(child.status) <= self.cancel_time() or current.state == RunState.canceled:
+        elif _submitted_at(child.status) <= cancel_time(self.swarm) or current.state == RunState.canceled:
             state, reason = RunState.canceled, current.reason or "canceled"
         elif current.state == RunState.failed and current.reason and not current.reason.startswith("process died"):
             state, reason = RunState.failed, current.reason
