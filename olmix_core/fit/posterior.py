@@ -185,13 +185,15 @@ def propose_posterior(problem: Problem, base: Proposal, penalty: float = 0.0,
     best_rows = problem.observed_X[np.argsort(observed)[: min(3, len(observed))]]
     pool = np.vstack([base.x[None, :], candidate_pool(problem, [base.x, *best_rows], num_candidates, rng)])
     if problem.reference is not None:  # the Pareto constraints hold by the fitted models, as for every proposer
-        pool = pool[problem.evaluate(pool, with_std=False)[1] >= 0] if len(pool) > 1 else pool
-    mean, std = posterior.mean_std(pool)
+        keep = problem.evaluate(pool, with_std=False)[1] >= 0
+        keep[0] = True  # the base met them already (its proposer enforced them)
+        pool = pool[keep]
+    mean, std = posterior.mean_std(pool)  # row 0 is the base
     i = int(np.argmin(mean + penalty * std))
     details = {
         "base": base.proposer,
         "base_objective": base.objective,
-        "base_posterior_mean": float(posterior.mean_std(base.x[None, :])[0][0]),
+        "base_posterior_mean": float(mean[0]),
         "posterior_mean": float(mean[i]),
         "posterior_std": float(std[i]),
         "uncertainty_penalty": penalty,
